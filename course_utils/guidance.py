@@ -1,0 +1,101 @@
+"""Guidance, one formula per function.
+
+Bayes' rule on the noisy marginal gives the score of the class-conditional:
+
+    grad log p(x_t | y) = grad log p(x_t) + grad log p(y | x_t)
+
+and a scale s > 0 sharpens the classifier's vote:  p_s(x | y) ~ p(x) p(y | x)^s.
+
+Scale conventions used throughout the course:
+- classifier guidance: s = 0 is the unguided model, s = 1 the Bayes posterior;
+- classifier-free guidance: ``eps_u + s (eps_c - eps_u)``, so s = 0 is the
+  unconditional model and s = 1 the plain conditional one. Papers that write
+  ``(1 + w) eps_c - w eps_u`` use w = s - 1.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def check_scale(scale, name: str = "guidance scale") -> float:
+    """A guidance scale must be a finite number >= 0; return it as a float."""
+    try:
+        value = float(scale)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number >= 0, got {scale!r}") from None
+    if math.isnan(value) or math.isinf(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {scale!r}")
+    return value
+
+
+def check_labels(y, batch: int, num_classes: int | None, device=None,
+                 allow: int | None = None) -> torch.Tensor:
+    """Return class labels as a LongTensor ``[batch]`` with values in ``0..num_classes-1``.
+
+    An int is repeated over the batch. ``allow`` names one extra value that is accepted
+    too (the null label of classifier-free guidance); ``num_classes=None`` checks only
+    that labels are >= 0.
+    """
+    if isinstance(y, int) and not isinstance(y, bool):
+        y = torch.full((batch,), y, dtype=torch.long)
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"class labels must be an int or a LongTensor of shape [{batch}], got {type(y).__name__}")
+    if y.is_floating_point() or y.dtype == torch.bool:
+        raise TypeError(f"class labels must be integers, got dtype {y.dtype}")
+    if y.dim() == 0:
+        y = y.expand(batch)
+    if y.shape != (batch,):
+        raise ValueError(f"class labels must have shape [{batch}], got {list(y.shape)}")
+    ok = y >= 0
+    if num_classes is not None:
+        ok &= y < num_classes
+    if allow is not None:
+        ok |= y == allow
+    if not bool(ok.all()):
+        bad = y[~ok][0].item()
+        extra = f" (or the null label {allow})" if allow is not None else ""
+        top = "" if num_classes is None else f"..{num_classes - 1}"
+        raise ValueError(f"class label {bad} is out of range: expected 0{top}{extra}")
+    return y.to(device=device, dtype=torch.long)
+
+
+def classifier_grad(classifier, x_t: torch.Tensor, t: torch.Tensor, y) -> torch.Tensor:
+    """grad_{x_t} log p_phi(y | x_t, t): the gradient of log_softmax(logits) gathered at y.
+
+    The gradient is taken with respect to x_t itself, under ``torch.enable_grad()`` so it
+    works inside a sampler's ``no_grad``. Summing over the batch gives each sample its own
+    gradient, since sample i's log-probability depends on x_t[i] alone.
+    """
+    with torch.enable_grad():
+        x = x_t.detach().float().requires_grad_(True)
+        logits = classifier(x, t).float()
+        if logits.dim() != 2 or logits.shape[0] != x.shape[0]:
+            raise ValueError(f"the classifier must return logits of shape [B, K] with B={x.shape[0]}, "
+                             f"got {list(logits.shape)}")
+        y = check_labels(y, x.shape[0], logits.shape[1], device=x.device)
+        log_p = F.log_softmax(logits, dim=1).gather(1, y[:, None]).sum()
+        (grad,) = torch.autograd.grad(log_p, x)
+    return grad.to(x_t.dtype)
+
+
+def guided_mean(mean: torch.Tensor, variance: torch.Tensor, grad: torch.Tensor, scale: float) -> torch.Tensor:
+    """Classifier guidance as a shift of the DDPM mean:  mu + s * Sigma_t * grad log p(y | x_t)."""
+    return mean + scale * variance * grad
+
+
+def guided_eps(eps: torch.Tensor, alpha_bar_t: torch.Tensor, grad: torch.Tensor, scale: float) -> torch.Tensor:
+    """Classifier guidance as a shift of the predicted noise (Dhariwal and Nichol, Algorithm 2):
+
+        eps_hat = eps - s * sqrt(1 - alpha_bar_t) * grad log p(y | x_t)
+
+    The minus sign: eps = -sqrt(1 - alpha_bar_t) * score, so raising the score lowers eps.
+    """
+    return eps - scale * (1 - alpha_bar_t).sqrt() * grad
+
+
+def cfg_eps(eps_uncond: torch.Tensor, eps_cond: torch.Tensor, scale: float) -> torch.Tensor:
+    """Classifier-free guidance:  eps_u + s * (eps_c - eps_u)  (s = 1: the conditional model)."""
+    return eps_uncond + scale * (eps_cond - eps_uncond)

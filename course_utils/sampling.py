@@ -1,0 +1,235 @@
+"""Ancestral DDPM sampling and DDIM sampling, with classifier and classifier-free guidance.
+
+Both samplers share one denoising call (:func:`predict`), which turns whatever the
+model predicts (eps or x0, guided or not) into the pair ``(eps_hat, x0_hat)``.
+They differ only in how they step from x_t to the previous state.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .device import autocast_for
+from .guidance import cfg_eps, check_labels, check_scale, classifier_grad, guided_eps, guided_mean
+
+PREDICTIONS = ("eps", "x0")
+
+
+class TrajectoryRecorder:
+    """A sampler callback that keeps the states of a run, every ``every`` steps and at the end.
+
+    After sampling, ``recorder.t`` lists the timesteps, ``recorder.x_t`` the noisy states
+    and ``recorder.x0`` the model's x0 estimates at those steps (all on the CPU).
+    """
+
+    def __init__(self, every: int = 1):
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
+        self.every = every
+        self.t, self.x_t, self.x0 = [], [], []
+
+    def __call__(self, step: int, t: int, x_t: torch.Tensor, x0_hat: torch.Tensor, last: bool) -> None:
+        if step % self.every == 0 or last:
+            self.t.append(t)
+            self.x_t.append(x_t.detach().float().cpu())
+            self.x0.append(x0_hat.detach().float().cpu())
+
+
+def _model_device(model, device):
+    if device is not None:
+        device = torch.device(device)
+        if isinstance(model, nn.Module):
+            model.to(device)
+        return device
+    if isinstance(model, nn.Module):
+        for p in model.parameters():
+            return p.device
+    return torch.device("cpu")
+
+
+def _check_output(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    if out.shape != x.shape:
+        raise ValueError(f"the model must return a tensor shaped like its input {list(x.shape)}, "
+                         f"got {list(out.shape)}")
+    return out.float()
+
+
+def predict(model, schedule, x_t, t, *, prediction="eps", y=None, cfg_scale=None, null_label=10,
+            conditional=None, clip_x0=False, autocast=False):
+    """One denoising call: return ``(eps_hat, x0_hat)`` for the batch ``x_t`` at timesteps ``t``.
+
+    - ``cfg_scale`` not None: two passes (the null label and ``y``) combined with
+      ``cfg_eps(eps_u, eps_c, cfg_scale)``, done as one batch of 2B.
+    - otherwise ``model(x_t, t, y)`` when ``conditional``, else ``model(x_t, t)``.
+
+    The model's output is read as eps or x0 according to ``prediction``; the other is
+    derived with the schedule. With ``clip_x0`` the x0 estimate is clamped to [-1, 1]
+    and eps recomputed from it, so the pair stays consistent.
+    """
+    with autocast_for(x_t.device, autocast):
+        if cfg_scale is not None:
+            b = x_t.shape[0]
+            nulls = torch.full_like(y, null_label)
+            out = model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([nulls, y]))
+            out = _check_output(out, torch.cat([x_t, x_t]))
+            out_u, out_c = out[:b], out[b:]
+        else:
+            out = model(x_t, t, y) if conditional else model(x_t, t)
+            out = _check_output(out, x_t)
+    x_t = x_t.float()
+    if cfg_scale is not None:
+        # guidance is linear, so it may be applied to x0 predictions just as well as to eps
+        out = cfg_eps(out_u, out_c, cfg_scale)
+    if prediction == "eps":
+        eps = out
+        x0 = schedule.x0_from_eps(x_t, t, eps)
+    else:
+        x0 = out
+        eps = schedule.eps_from_x0(x_t, t, x0)
+    if clip_x0:
+        x0 = x0.clamp(-1, 1)
+        eps = schedule.eps_from_x0(x_t, t, x0)
+    return eps, x0
+
+
+class _Setup:
+    """Validated sampler arguments (shared by ddpm_sample and ddim_sample)."""
+
+    def __init__(self, model, schedule, shape, prediction, y, classifier, classifier_scale,
+                 cfg_scale, null_label, generator, device, clip_x0):
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be 'eps' or 'x0', got {prediction!r}")
+        try:
+            shape = tuple(int(s) for s in shape)
+        except TypeError:
+            raise TypeError(f"shape must be a tuple of ints such as (16, 1, 32, 32), got {shape!r}") from None
+        if len(shape) < 2 or min(shape) < 1:
+            raise ValueError(f"shape must be [B, ...] with every size >= 1, got {list(shape)}")
+        self.classifier_scale = check_scale(classifier_scale, "classifier_scale")
+        if self.classifier_scale > 0 and classifier is None:
+            raise ValueError("classifier_scale > 0 needs a classifier (classifier=...)")
+        self.use_classifier = classifier is not None and self.classifier_scale > 0
+        if cfg_scale is not None:
+            cfg_scale = check_scale(cfg_scale, "cfg_scale")
+        if (self.use_classifier or cfg_scale is not None) and y is None:
+            what = "classifier guidance" if self.use_classifier else "classifier-free guidance"
+            raise ValueError(f"{what} needs the target class: pass y=<label> (an int or a LongTensor [B])")
+        self.device = _model_device(model, device)
+        b = shape[0]
+        if y is not None:
+            if classifier is not None and cfg_scale is None:
+                # the range is checked against the classifier's own number of classes
+                y = check_labels(y, b, None, device=self.device)
+            else:
+                y = check_labels(y, b, null_label, device=self.device, allow=null_label)
+        self.model, self.schedule, self.shape = model, schedule.to(self.device), shape
+        self.prediction, self.y, self.classifier = prediction, y, classifier
+        self.cfg_scale, self.null_label = cfg_scale, null_label
+        self.conditional = y is not None and cfg_scale is None and classifier is None
+        self.clip_x0 = len(shape) == 4 if clip_x0 is None else bool(clip_x0)
+        self.generator = generator
+        self.noise_device = generator.device if generator is not None else self.device
+
+    def noise(self) -> torch.Tensor:
+        return torch.randn(self.shape, generator=self.generator, device=self.noise_device).to(self.device)
+
+    def timesteps(self, t: int) -> torch.Tensor:
+        return torch.full((self.shape[0],), t, dtype=torch.long, device=self.device)
+
+    def predict(self, x, t, autocast):
+        return predict(self.model, self.schedule, x, t, prediction=self.prediction, y=self.y,
+                       cfg_scale=self.cfg_scale, null_label=self.null_label,
+                       conditional=self.conditional, clip_x0=self.clip_x0, autocast=autocast)
+
+    def grad(self, x, t):
+        return classifier_grad(self.classifier, x, t, self.y)
+
+
+@torch.no_grad()
+def ddpm_sample(model, schedule, shape, *, prediction="eps", y=None, classifier=None,
+                classifier_scale=0.0, cfg_scale=None, null_label=10, generator=None, device=None,
+                progress=True, clip_x0=None, autocast=False, callback=None):
+    """Ancestral sampling, t = T-1 down to 0 (Ho et al., Algorithm 2):
+
+        x_T ~ N(0, I)
+        mu  = posterior_mean(x0_hat, x_t, t)        (= 1/sqrt(a_t) (x_t - b_t/sqrt(1-ab_t) eps_hat))
+        mu  = mu + s * Sigma_t * grad log p(y | x_t)  (classifier guidance, Sigma_t = posterior variance)
+        x_{t-1} = mu + sqrt(Sigma_t) z,  z ~ N(0, I), and no noise at t = 0.
+
+    ``prediction``: what the model outputs, "eps" or "x0". ``y``: target class(es).
+    ``classifier``/``classifier_scale``: classifier guidance (the model is then called
+    unconditionally). ``cfg_scale``: classifier-free guidance with a conditional model
+    (None = off; with ``y`` and no guidance the model is called as ``model(x, t, y)``).
+    ``clip_x0``: clamp x0_hat to [-1, 1] (default: on for 4-D image batches, off otherwise).
+    ``autocast``: bfloat16 autocast for the model (False: off, True: on, None: where it is fast). ``callback(step, t, x_t, x0_hat, last)``
+    sees every step (see :class:`TrajectoryRecorder`). Returns x_0 as float32.
+    """
+    run = _Setup(model, schedule, shape, prediction, y, classifier, classifier_scale, cfg_scale,
+                 null_label, generator, device, clip_x0)
+    sch = run.schedule
+    x = run.noise()
+    steps = range(sch.T - 1, -1, -1)
+    for i, t_int in enumerate(tqdm(steps, desc="DDPM", disable=not progress, leave=False)):
+        t = run.timesteps(t_int)
+        eps, x0 = run.predict(x, t, autocast)
+        mean = sch.posterior_mean(x0, x, t)
+        var = sch.at(sch.posterior_variance, t, x)
+        if run.use_classifier:
+            mean = guided_mean(mean, var, run.grad(x, t), run.classifier_scale)
+        if callback is not None:
+            callback(i, t_int, x, x0, False)
+        x = mean + var.sqrt() * run.noise() if t_int > 0 else mean
+    if callback is not None:
+        callback(sch.T, -1, x, x, True)
+    return x
+
+
+def ddim_timesteps(T: int, steps: int) -> list[int]:
+    """``steps`` timesteps spread evenly over 0..T-1, from T-1 down to 0."""
+    if not isinstance(steps, int) or not 1 <= steps <= T:
+        raise ValueError(f"steps must be an integer in 1..T={T}, got {steps!r}")
+    ts = torch.linspace(0, T - 1, steps, dtype=torch.float64).round().long().tolist()
+    return sorted(set(ts), reverse=True)
+
+
+@torch.no_grad()
+def ddim_sample(model, schedule, shape, *, prediction="eps", y=None, classifier=None,
+                classifier_scale=0.0, cfg_scale=None, null_label=10, generator=None, device=None,
+                progress=True, steps=50, eta=0.0, clip_x0=None, autocast=False, callback=None):
+    """DDIM sampling (Song et al.) over ``steps`` timesteps, t -> t' (the next smaller one):
+
+        eps_hat = eps - s * sqrt(1 - ab_t) * grad log p(y | x_t)   (classifier guidance)
+        x0_hat  = (x_t - sqrt(1 - ab_t) eps_hat) / sqrt(ab_t)
+        sigma   = eta * sqrt((1 - ab_t') / (1 - ab_t)) * sqrt(1 - ab_t / ab_t')
+        x_t'    = sqrt(ab_t') x0_hat + sqrt(1 - ab_t' - sigma^2) eps_hat + sigma z
+
+    with ab_t' = 1 after the last step. eta = 0 is deterministic; eta = 1 with all T
+    steps is ancestral DDPM sampling. Other keywords as in :func:`ddpm_sample`.
+    """
+    run = _Setup(model, schedule, shape, prediction, y, classifier, classifier_scale, cfg_scale,
+                 null_label, generator, device, clip_x0)
+    eta = check_scale(eta, "eta")
+    sch = run.schedule
+    ts = ddim_timesteps(sch.T, steps)
+    x = run.noise()
+    for i, t_int in enumerate(tqdm(ts, desc="DDIM", disable=not progress, leave=False)):
+        t = run.timesteps(t_int)
+        eps, x0 = run.predict(x, t, autocast)
+        ab = sch.at(sch.alpha_bars, t, x)
+        if run.use_classifier:
+            eps = guided_eps(eps, ab, run.grad(x, t), run.classifier_scale)
+            x0 = sch.x0_from_eps(x, t, eps)
+            if run.clip_x0:
+                x0 = x0.clamp(-1, 1)
+                eps = sch.eps_from_x0(x, t, x0)
+        if callback is not None:
+            callback(i, t_int, x, x0, False)
+        ab_next = sch.alpha_bars[ts[i + 1]] if i + 1 < len(ts) else torch.ones((), device=x.device)
+        sigma = eta * ((1 - ab_next) / (1 - ab) * (1 - ab / ab_next)).sqrt()
+        x = ab_next.sqrt() * x0 + (1 - ab_next - sigma**2).clamp(min=0).sqrt() * eps
+        if eta > 0 and i + 1 < len(ts):
+            x = x + sigma * run.noise()
+    if callback is not None:
+        callback(len(ts), -1, x, x, True)
+    return x

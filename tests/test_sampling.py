@@ -1,0 +1,178 @@
+import math
+
+import pytest
+import torch
+
+from course_utils import TrajectoryRecorder, ddim_sample, ddim_timesteps, ddpm_sample
+
+N = 3000
+
+
+def assign(toy, x):
+    """The component each point is nearest to."""
+    return torch.cdist(x, toy.means).argmin(1)
+
+
+def assert_reproduces_mixture(toy, x, weights=None, tol=0.035):
+    weights = toy.weights if weights is None else torch.as_tensor(weights)
+    comp = assign(toy, x)
+    frac = torch.bincount(comp, minlength=toy.K).float() / len(x)
+    assert torch.allclose(frac, weights, atol=tol), (frac, weights)
+    for k in range(toy.K):
+        pts = x[comp == k]
+        if len(pts) < 100:
+            continue
+        assert torch.allclose(pts.mean(0), toy.means[k], atol=0.03), (k, pts.mean(0))
+        assert pts.std(0).mean().item() == pytest.approx(toy.std, rel=0.2), (k, pts.std(0))
+
+
+@pytest.mark.parametrize("prediction", ["eps", "x0"])
+def test_ddpm_reproduces_the_mixture_with_the_exact_model(toy, linear, prediction):
+    model = toy.eps_model(linear) if prediction == "eps" else toy.x0_model(linear)
+    g = torch.Generator().manual_seed(0)
+    x = ddpm_sample(model, linear, (N, 2), prediction=prediction, generator=g, progress=False)
+    assert x.shape == (N, 2) and x.dtype == torch.float32
+    assert_reproduces_mixture(toy, x)
+
+
+@pytest.mark.parametrize("prediction", ["eps", "x0"])
+def test_ddim_reproduces_the_mixture_with_the_exact_model(toy, linear, prediction):
+    model = toy.eps_model(linear) if prediction == "eps" else toy.x0_model(linear)
+    g = torch.Generator().manual_seed(1)
+    x = ddim_sample(model, linear, (N, 2), prediction=prediction, generator=g, progress=False, steps=100)
+    assert_reproduces_mixture(toy, x)
+
+
+def test_ddim_with_all_steps_and_eta_one_is_ddpm(toy, linear):
+    model = toy.eps_model(linear)
+    a = ddpm_sample(model, linear, (200, 2), generator=torch.Generator().manual_seed(5), progress=False)
+    b = ddim_sample(model, linear, (200, 2), generator=torch.Generator().manual_seed(5), progress=False,
+                    steps=1000, eta=1.0)
+    assert torch.allclose(a, b, atol=1e-3)
+
+
+def test_classifier_guidance_scale_one_samples_the_class(toy, linear):
+    """p(x) p(y|x)^1 = p(x, y): scale 1 with the exact classifier gives the class-y component."""
+    clf = toy.classifier(linear)
+    g = torch.Generator().manual_seed(2)
+    x = ddpm_sample(toy.eps_model(linear), linear, (N, 2), y=2, classifier=clf, classifier_scale=1.0,
+                    generator=g, progress=False)
+    assert_reproduces_mixture(toy, x, weights=[0.0, 0.0, 1.0], tol=0.03)
+
+
+@pytest.mark.parametrize("sampler", [ddpm_sample, ddim_sample])
+def test_stronger_classifier_guidance_moves_more_mass_to_the_class(toy, linear, sampler):
+    clf = toy.classifier(linear)
+    fractions = []
+    for scale in (0.0, 0.3, 3.0):
+        g = torch.Generator().manual_seed(3)
+        x = sampler(toy.eps_model(linear), linear, (1000, 2), y=1, classifier=clf, classifier_scale=scale,
+                    generator=g, progress=False)
+        fractions.append((assign(toy, x) == 1).float().mean().item())
+    assert fractions[0] == pytest.approx(0.3, abs=0.05)  # unguided: the prior weight
+    assert fractions[0] < fractions[1] < fractions[2]
+    assert fractions[2] > 0.97
+
+
+def test_classifier_guidance_with_an_x0_model(toy, linear):
+    x = ddim_sample(toy.x0_model(linear), linear, (1000, 2), prediction="x0", y=0,
+                    classifier=toy.classifier(linear), classifier_scale=2.0,
+                    generator=torch.Generator().manual_seed(4), progress=False)
+    assert (assign(toy, x) == 0).float().mean() > 0.95
+
+
+@pytest.mark.parametrize("sampler", [ddpm_sample, ddim_sample])
+def test_classifier_free_guidance(toy, linear, sampler):
+    model = toy.eps_model(linear)
+    frac = {}
+    for s in (0.0, 1.0, 3.0):
+        x = sampler(model, linear, (1000, 2), y=2, cfg_scale=s, null_label=3,
+                    generator=torch.Generator().manual_seed(6), progress=False)
+        frac[s] = (assign(toy, x) == 2).float().mean().item()
+    assert frac[0.0] == pytest.approx(0.2, abs=0.05)   # scale 0: the unconditional model
+    assert frac[1.0] > 0.97                            # scale 1: the conditional model
+    assert frac[3.0] >= frac[1.0]
+
+
+def test_plain_conditional_sampling_calls_the_model_with_y(toy, linear):
+    x = ddim_sample(toy.eps_model(linear), linear, (500, 2), y=0, null_label=3, progress=False,
+                    generator=torch.Generator().manual_seed(7))
+    assert (assign(toy, x) == 0).float().mean() > 0.97
+
+
+def test_generator_makes_sampling_reproducible(toy, linear):
+    model = toy.eps_model(linear)
+    runs = [ddim_sample(model, linear, (50, 2), steps=20, eta=0.5, progress=False,
+                        generator=torch.Generator().manual_seed(s)) for s in (11, 11, 12)]
+    assert torch.equal(runs[0], runs[1])
+    assert not torch.allclose(runs[0], runs[2])
+
+
+def test_images_are_clipped_and_trajectories_recorded(linear):
+    def wild(x, t):  # predicts a far-too-bright x0
+        return torch.full_like(x, 5.0)
+    rec = TrajectoryRecorder(every=100)
+    x = ddpm_sample(wild, linear, (2, 1, 8, 8), prediction="x0", progress=False, callback=rec,
+                    generator=torch.Generator().manual_seed(0))
+    assert x.shape == (2, 1, 8, 8)
+    assert x.max() <= 1.0 + 1e-5 and x.min() >= -1.0 - 1e-5
+    assert rec.t[0] == 999 and rec.t[-1] == -1 and len(rec.t) == 11
+    assert all(v.shape == (2, 1, 8, 8) for v in rec.x0)
+    assert max(v.max().item() for v in rec.x0) <= 1.0  # clipped x0 estimates
+    raw = ddpm_sample(wild, linear, (2, 1, 8, 8), prediction="x0", progress=False, clip_x0=False,
+                      generator=torch.Generator().manual_seed(0))
+    assert raw.max() > 4.0
+
+
+def test_ddim_timesteps():
+    assert ddim_timesteps(1000, 50)[0] == 999 and ddim_timesteps(1000, 50)[-1] == 0
+    assert len(ddim_timesteps(1000, 50)) == 50
+    assert ddim_timesteps(1000, 1000) == list(range(999, -1, -1))
+    with pytest.raises(ValueError, match="steps must be an integer in 1..T=1000"):
+        ddim_timesteps(1000, 1001)
+
+
+def test_no_noise_is_added_at_the_last_step(toy, linear):
+    """The last step returns the posterior mean at t = 0 itself, with no noise added."""
+    model = toy.eps_model(linear)
+    seen = []
+    ddpm_sample(model, linear, (10, 2), progress=False, callback=lambda i, t, x, x0, last: seen.append(t),
+                generator=torch.Generator().manual_seed(0))
+    assert seen[-2] == 0 and seen[-1] == -1
+    # the final sample is exactly the posterior mean at t = 0 (no sqrt(var) z term)
+    states = TrajectoryRecorder()
+    out = ddpm_sample(model, linear, (10, 2), progress=False, callback=states,
+                      generator=torch.Generator().manual_seed(0))
+    x1, t0 = states.x_t[-2], torch.zeros(10, dtype=torch.long)
+    eps = model(x1, t0)
+    assert torch.allclose(out, linear.posterior_mean(linear.x0_from_eps(x1, t0, eps), x1, t0), atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(prediction="v"), ValueError, "prediction must be 'eps' or 'x0'"),
+    (dict(classifier_scale=-1.0, classifier="c", y=1), ValueError, "classifier_scale must be a finite number >= 0"),
+    (dict(classifier_scale=math.nan, classifier="c", y=1), ValueError, "classifier_scale"),
+    (dict(classifier_scale=2.0), ValueError, "needs a classifier"),
+    (dict(classifier_scale=2.0, classifier="c"), ValueError, "classifier guidance needs the target class"),
+    (dict(cfg_scale=3.0), ValueError, "classifier-free guidance needs the target class"),
+    (dict(cfg_scale=-2.0, y=1), ValueError, "cfg_scale must be a finite number >= 0"),
+    (dict(cfg_scale=2.0, y=11, null_label=10), ValueError, r"class label 11 is out of range: expected 0\.\.9"),
+    (dict(cfg_scale=2.0, y=torch.tensor([1, 2])), ValueError, r"shape \[4\]"),
+])
+@pytest.mark.parametrize("sampler", [ddpm_sample, ddim_sample])
+def test_bad_sampler_arguments_are_explained(toy, linear, sampler, kwargs, error, match):
+    if kwargs.get("classifier") == "c":
+        kwargs = dict(kwargs, classifier=toy.classifier(linear))
+    with pytest.raises(error, match=match):
+        sampler(toy.eps_model(linear), linear, (4, 2), progress=False, **kwargs)
+
+
+def test_classifier_label_out_of_range_is_explained(toy, linear):
+    with pytest.raises(ValueError, match=r"class label 7 is out of range: expected 0\.\.2"):
+        ddim_sample(toy.eps_model(linear), linear, (4, 2), y=7, classifier=toy.classifier(linear),
+                    classifier_scale=1.0, progress=False)
+
+
+def test_model_output_of_the_wrong_shape_is_explained(linear):
+    with pytest.raises(ValueError, match=r"shaped like its input \[4, 2\]"):
+        ddim_sample(lambda x, t: x[:, :1], linear, (4, 2), progress=False)
