@@ -6,6 +6,7 @@ step costs one forward and one backward pass and nothing else.
 from __future__ import annotations
 
 import copy
+import math
 from typing import Callable
 
 import torch
@@ -39,18 +40,20 @@ class EMA:
     def update(self, model: nn.Module) -> None:
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
         self.updates += 1
-        for avg, new in zip(self.model.state_dict().values(), model.state_dict().values()):
-            if avg.is_floating_point():
-                avg.mul_(d).add_(new.detach().to(avg.dtype), alpha=1 - d)
-            else:
-                avg.copy_(new)
+        avg, new = list(self.model.state_dict().values()), list(model.state_dict().values())
+        floats = [i for i, a in enumerate(avg) if a.is_floating_point()]
+        # theta_ema = d * theta_ema + (1 - d) * theta, on all tensors at once
+        torch._foreach_lerp_([avg[i] for i in floats], [new[i].detach() for i in floats], 1 - d)
+        for i, a in enumerate(avg):
+            if not a.is_floating_point():
+                a.copy_(new[i])
 
 
-def random_batch(tensors, batch_size: int, generator: torch.Generator | None, device):
-    """Draw ``batch_size`` rows (with replacement) from every tensor in ``tensors``."""
+def random_batch(tensors, batch_size: int, generator: torch.Generator | None):
+    """Draw ``batch_size`` rows (with replacement) from every tensor in ``tensors`` (on their device)."""
     n = tensors[0].shape[0]
-    idx = torch.randint(0, n, (batch_size,), generator=generator)
-    return [t[idx].to(device, non_blocking=True) for t in tensors]
+    idx = torch.randint(0, n, (batch_size,), generator=generator).to(tensors[0].device)
+    return [t[idx] for t in tensors]
 
 
 def denoiser_loss(model, schedule, x0, y=None, *, prediction="eps", cond_drop=0.0, null_label=10,
@@ -98,7 +101,8 @@ def fit(model: nn.Module, loss_fn: Callable, tensors, *, steps: int, batch_size:
     ``tensors``: the data (e.g. ``(images,)`` or ``(images, labels)``), sampled at random.
     ``autocast``: bfloat16 autocast (None: where the device has fast bf16 units).
     ``channels_last``: NHWC memory layout for convolutions (None: with autocast on a CPU).
-    ``callback(step, loss)`` runs after every step (checkpointing, plots); ``start_step``
+    ``callback(step, losses)`` runs after every step with the losses read back so far
+    (they are fetched from the device 25 at a time); ``start_step``
     numbers the steps of a resumed run. Shows a progress bar with the running loss.
     """
     if steps < 0:
@@ -113,17 +117,17 @@ def fit(model: nn.Module, loss_fn: Callable, tensors, *, steps: int, batch_size:
     if channels_last:
         model.to(memory_format=torch.channels_last)
     if optimizer is None:
-        optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
-    losses = []
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, fused=device.type == "cuda")
+    tensors = [t.to(device) for t in tensors]  # the data set is small: keep it beside the model
+    losses, pending = [], []
+    last = start_step + steps - 1
     bar = tqdm(range(start_step, start_step + steps), desc=desc, disable=not progress)
     for step in bar:
-        batch = random_batch(tensors, batch_size, generator, device)
+        batch = random_batch(tensors, batch_size, generator)
         if channels_last and batch[0].dim() == 4:
             batch[0] = batch[0].contiguous(memory_format=torch.channels_last)
         with autocast_for(device, fast):
             loss = loss_fn(model, *batch)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"the loss became {loss.item()} at step {step}: lower the learning rate")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip:
@@ -133,11 +137,17 @@ def fit(model: nn.Module, loss_fn: Callable, tensors, *, steps: int, batch_size:
             scheduler.step()
         if ema is not None:
             ema.update(model)
-        losses.append(loss.item())
-        if step % 20 == 0 or step == start_step + steps - 1:
+        pending.append(loss.detach())
+        if len(pending) == 25 or step == last:  # read losses back in groups: no GPU stall per step
+            values = torch.stack(pending).float().cpu().tolist()
+            pending.clear()
+            bad = [v for v in values if not math.isfinite(v)]
+            if bad:
+                raise FloatingPointError(f"the loss became {bad[0]} by step {step}: lower the learning rate")
+            losses.extend(values)
             bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")
         if callback is not None:
-            callback(step, losses[-1])
+            callback(step, losses)
     model.eval()
     return losses
 

@@ -1,0 +1,199 @@
+"""Judging samples with the evaluator, a classifier that never guided them.
+
+- accuracy: the fraction of samples the evaluator assigns to the class they were asked for;
+- Frechet distance: between Gaussians fitted to evaluator features of two image sets,
+      FD = |mu_a - mu_b|^2 + Tr( S_a + S_b - 2 (S_a S_b)^(1/2) ),
+  always reported beside the real-vs-real floor (two real sets of the same size);
+- diversity: the mean distance between evaluator features of two samples of the same class.
+"""
+from __future__ import annotations
+
+import torch
+
+
+@torch.no_grad()
+def evaluator_outputs(evaluator, images: torch.Tensor, batch_size: int = 500):
+    """(logits, features) of the evaluator for ``images`` [N, 1, 32, 32], on the CPU."""
+    dev = next(evaluator.parameters()).device
+    logits, feats = [], []
+    for chunk in images.split(batch_size):
+        f = evaluator.features(chunk.to(dev).float())
+        feats.append(f.float().cpu())
+        logits.append(evaluator.head(f).float().cpu())
+    return torch.cat(logits), torch.cat(feats)
+
+
+def frechet_distance(feats_a: torch.Tensor, feats_b: torch.Tensor) -> float:
+    """|mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) for features [N, D] (float64 inside).
+
+    Tr((S_a S_b)^(1/2)) = sum of sqrt(eigenvalues of S_a^(1/2) S_b S_a^(1/2)), a symmetric matrix.
+    """
+    a, b = feats_a.double(), feats_b.double()
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    s_a, s_b = torch.cov(a.T), torch.cov(b.T)
+    w, v = torch.linalg.eigh(s_a)
+    root_a = (v * w.clamp(min=0).sqrt()) @ v.T
+    middle = torch.linalg.eigvalsh(root_a @ s_b @ root_a).clamp(min=0)
+    return float(((mu_a - mu_b) ** 2).sum() + torch.trace(s_a) + torch.trace(s_b) - 2 * middle.sqrt().sum())
+
+
+def diversity(feats: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean pairwise feature distance between distinct samples of the same label."""
+    total, count = 0.0, 0
+    for k in labels.unique():
+        f = feats[labels == k].double()
+        n = f.shape[0]
+        if n < 2:
+            continue
+        d = torch.cdist(f, f)
+        total += float(d.sum())          # the diagonal is zero
+        count += n * (n - 1)
+    return total / max(count, 1)
+
+
+def judge(evaluator, images: torch.Tensor, targets: torch.Tensor, reference: torch.Tensor | None = None) -> dict:
+    """Accuracy, diversity and (given real ``reference`` images) Frechet distance of ``images``."""
+    logits, feats = evaluator_outputs(evaluator, images)
+    out = {"n": len(images), "accuracy": float((logits.argmax(1) == targets.cpu()).float().mean()),
+           "diversity": diversity(feats, targets.cpu())}
+    if reference is not None:
+        out["frechet"] = frechet_distance(feats, evaluator_outputs(evaluator, reference)[1])
+    return out
+
+
+METHODS = {
+    "classifier-ddpm": "classifier guidance, DDPM mean shift",
+    "classifier-ddim": "classifier guidance, DDIM eps shift",
+    "cfg-ddim": "classifier-free guidance, DDIM",
+}
+
+
+def generate(method: str, models: dict, y: torch.Tensor, scale: float, *, steps: int = 50, generator=None,
+             device=None, progress: bool = False) -> torch.Tensor:
+    """Guided samples of classes ``y`` [B] by ``method`` (a key of METHODS) at guidance ``scale``.
+
+    ``models`` maps "ddpm_eps", "noisy_classifier" and "cfg_eps" to loaded
+    :class:`~course_utils.pretrained.Pretrained` bundles (only those the method needs).
+    """
+    from .sampling import ddim_sample, ddpm_sample
+
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}: expected one of {', '.join(METHODS)}")
+    shape = (len(y), 1, 32, 32)
+    common = dict(generator=generator, device=device, progress=progress)
+    if method == "cfg-ddim":
+        m = models["cfg_eps"]
+        return ddim_sample(m.model, m.schedule, shape, y=y, cfg_scale=scale, null_label=10, steps=steps, **common)
+    m, clf = models["ddpm_eps"], models["noisy_classifier"].model
+    if method == "classifier-ddpm":
+        return ddpm_sample(m.model, m.schedule, shape, y=y, classifier=clf, classifier_scale=scale, **common)
+    return ddim_sample(m.model, m.schedule, shape, y=y, classifier=clf, classifier_scale=scale, steps=steps, **common)
+
+
+DEFAULT_SCALES = {
+    "classifier-ddpm": [0.0, 1.0, 2.0, 4.0, 8.0, 16.0],
+    "classifier-ddim": [0.0, 1.0, 2.0, 4.0, 8.0, 16.0],
+    "cfg-ddim": [0.0, 1.0, 2.0, 3.0, 5.0, 8.0],
+}
+
+
+@torch.no_grad()
+def accuracy_against_t(classifier, evaluator, schedule, images, labels, ts, generator=None) -> list[dict]:
+    """Accuracy of the noisy classifier and of the clean evaluator on x_t, for each t in ``ts``."""
+    dev = next(classifier.parameters()).device
+    rows = []
+    for t in ts:
+        x_t = schedule.q_sample(images.to(dev), t, torch.randn(images.shape, generator=generator).to(dev))
+        tt = torch.full((len(images),), t, dtype=torch.long, device=dev)
+        noisy = float((classifier(x_t, tt).argmax(1).cpu() == labels).float().mean())
+        clean = float((evaluator_outputs(evaluator, x_t)[0].argmax(1) == labels).float().mean())
+        rows.append({"t": t, "noisy_classifier": noisy, "clean_evaluator": clean})
+    return rows
+
+
+def quality_report(n_per_class: int = 20, scales: dict | None = None, steps: int = 50, device=None,
+                   seed: int = 0, progress: bool = True) -> dict:
+    """Everything `python -m course_utils evaluate` prints: floor, unguided models, sweeps, accuracy vs t."""
+    from tqdm.auto import tqdm
+
+    from .data import load_mnist
+    from .device import pick_device
+    from .pretrained import load_pretrained
+    from .sampling import ddim_sample, ddpm_sample
+
+    device = torch.device(device) if device is not None else pick_device()
+    scales = scales or DEFAULT_SCALES
+    models = {n: load_pretrained(n, device) for n in ("ddpm_x0", "ddpm_eps", "noisy_classifier", "cfg_eps", "evaluator")}
+    ev = models["evaluator"].model
+    test, train = load_mnist(train=False), load_mnist(train=True, verbose=False)
+    g = torch.Generator().manual_seed(seed)
+    n = 10 * n_per_class
+    ref = test.images[torch.randperm(len(test.images), generator=g)[:n]]
+    other = train.images[torch.randperm(len(train.images), generator=g)[:n]]
+    report = {"n": n, "steps": steps, "device": str(device)}
+    report["evaluator_test_accuracy"] = judge(ev, test.images, test.labels)["accuracy"]
+    report["floor"] = frechet_distance(evaluator_outputs(ev, other)[1], evaluator_outputs(ev, ref)[1])
+    y = torch.arange(10).repeat_interleave(n_per_class)
+
+    unguided = {}
+    for name, pred in (("ddpm_eps", "eps"), ("ddpm_x0", "x0")):
+        m = models[name]
+        for sampler, label in ((ddpm_sample, "DDPM-1000"), (ddim_sample, f"DDIM-{steps}")):
+            kw = {"steps": steps} if sampler is ddim_sample else {}
+            x = sampler(m.model, m.schedule, (n, 1, 32, 32), prediction=pred, generator=g, device=device,
+                        progress=progress, **kw)
+            _, feats = evaluator_outputs(ev, x)
+            unguided[f"{name} {label}"] = {"frechet": frechet_distance(feats, evaluator_outputs(ev, ref)[1])}
+    report["unguided"] = unguided
+
+    sweeps = {}
+    for method, values in scales.items():
+        rows = []
+        for s in tqdm(values, desc=method, disable=not progress):
+            x = generate(method, models, y, s, steps=steps, generator=torch.Generator().manual_seed(seed),
+                         device=device)
+            rows.append({"scale": s, **judge(ev, x, y, reference=ref)})
+        sweeps[method] = rows
+    report["sweeps"] = sweeps
+    clf, sch = models["noisy_classifier"].model, models["noisy_classifier"].schedule
+    report["accuracy_vs_t"] = accuracy_against_t(clf, ev, sch, test.images, test.labels,
+                                                 list(range(0, 1000, 100)) + [999], generator=g)
+    return report
+
+
+def report_markdown(report: dict) -> str:
+    """The sweep as a Markdown table, with the floor and the unguided models above it."""
+    lines = [f"Real-vs-real Frechet floor ({report['n']} images): **{report['floor']:.2f}**; "
+             f"evaluator test accuracy {report['evaluator_test_accuracy']:.1%}.", ""]
+    for name, row in report["unguided"].items():
+        lines.append(f"- unguided {name}: Frechet {row['frechet']:.2f} ({row['frechet'] / report['floor']:.1f}x the floor)")
+    lines += ["", "| method | scale | accuracy | Frechet | diversity |", "| --- | ---: | ---: | ---: | ---: |"]
+    for method, rows in report["sweeps"].items():
+        for r in rows:
+            lines.append(f"| {METHODS[method]} | {r['scale']:g} | {r['accuracy']:.1%} | {r['frechet']:.2f} | "
+                         f"{r['diversity']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_report(report: dict):
+    """Accuracy, Frechet distance and diversity against scale per method; accuracy against t."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 4, figsize=(18, 3.6))
+    for method, rows in report["sweeps"].items():
+        s = [r["scale"] for r in rows]
+        for ax, key in zip(axes[:3], ("accuracy", "frechet", "diversity")):
+            ax.plot(s, [r[key] for r in rows], "o-", label=METHODS[method])
+    axes[1].axhline(report["floor"], color="grey", ls="--", label="real-vs-real floor")
+    for ax, title in zip(axes[:3], ("accuracy (evaluator)", "Frechet distance", "diversity (within class)")):
+        ax.set_xlabel("guidance scale")
+        ax.set_title(title)
+    axes[1].legend(fontsize=7)
+    rows = report["accuracy_vs_t"]
+    axes[3].plot([r["t"] for r in rows], [r["noisy_classifier"] for r in rows], "o-", label="noisy classifier")
+    axes[3].plot([r["t"] for r in rows], [r["clean_evaluator"] for r in rows], "s-", label="clean evaluator")
+    axes[3].set_xlabel("t")
+    axes[3].set_title("accuracy on x_t")
+    axes[3].legend(fontsize=7)
+    fig.tight_layout()
+    return fig

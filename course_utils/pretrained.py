@@ -1,0 +1,122 @@
+"""The shipped weights: where they live, how they are checked and loaded.
+
+Each network ``NAME`` ships as ``weights/NAME.safetensors`` (float16, to stay small)
+with a manifest entry ``weights/NAME.json`` beside it: the sha256 of the file, the
+architecture, the noise schedule, the command that trained it, the data it saw, its
+steps and time, and the quality measured for it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .device import pick_device
+from .models import EpsUNet, Evaluator, NoisyClassifier, TimeMapUNet
+from .schedule import NoiseSchedule
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+NAMES = ("ddpm_x0", "ddpm_eps", "noisy_classifier", "cfg_eps", "evaluator")
+ARCHITECTURES = {cls.__name__: cls for cls in (TimeMapUNet, EpsUNet, NoisyClassifier, Evaluator)}
+
+
+class WeightsError(RuntimeError):
+    """A weight file is missing, unknown, altered, or does not fit its network."""
+
+
+@dataclass
+class Pretrained:
+    model: nn.Module                  # in eval mode, on the chosen device
+    schedule: NoiseSchedule | None    # the schedule it was trained with (None for the evaluator)
+    info: dict                        # its manifest entry
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: Path, write) -> None:
+    """Call ``write(tmp_path)``, then rename the temporary file onto ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def build_model(info: dict) -> nn.Module:
+    arch = info["architecture"]
+    cls = ARCHITECTURES.get(arch["class"])
+    if cls is None:
+        raise WeightsError(f"unknown architecture {arch['class']!r} in the manifest")
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in arch.get("kwargs", {}).items()}
+    return cls(**kwargs)
+
+
+def save_weights(model: nn.Module, name: str, info: dict, weights_dir: Path = WEIGHTS_DIR) -> dict:
+    """Write NAME.safetensors (float16) and NAME.json with its sha256, both atomically."""
+    weights_dir = Path(weights_dir)
+    state = {k: v.detach().to("cpu", torch.float16 if v.is_floating_point() else v.dtype).contiguous()
+             for k, v in model.state_dict().items()}
+    path = weights_dir / f"{name}.safetensors"
+    atomic_write_bytes(path, lambda tmp: save_file(state, str(tmp)))
+    info = dict(info, file=path.name, sha256=sha256_of(path), bytes=path.stat().st_size)
+    write_info(name, info, weights_dir)
+    return info
+
+
+def write_info(name: str, info: dict, weights_dir: Path = WEIGHTS_DIR) -> None:
+    text = json.dumps(info, indent=2, sort_keys=True) + "\n"
+    atomic_write_bytes(Path(weights_dir) / f"{name}.json", lambda tmp: Path(tmp).write_text(text))
+
+
+def read_info(name: str, weights_dir: Path = WEIGHTS_DIR) -> dict:
+    if name not in NAMES:
+        raise WeightsError(f"no pretrained weights named {name!r}: the names are {', '.join(NAMES)}")
+    path = Path(weights_dir) / f"{name}.json"
+    if not path.exists():
+        raise WeightsError(f"the manifest entry {path} is missing: retrain with `python -m course_utils train {name}`")
+    return json.loads(path.read_text())
+
+
+def manifest(weights_dir: Path = WEIGHTS_DIR) -> dict:
+    """Every manifest entry that exists, by name."""
+    return {n: read_info(n, weights_dir) for n in NAMES if (Path(weights_dir) / f"{n}.json").exists()}
+
+
+def load_pretrained(name: str, device=None, weights_dir: Path = WEIGHTS_DIR) -> Pretrained:
+    """Load shipped weights ``name`` after checking their sha256 against the manifest.
+
+    Returns ``Pretrained(model, schedule, info)`` with the model in eval mode on ``device``
+    (default: :func:`pick_device`). Refuses an unknown name, a missing file, a file whose
+    hash differs from the manifest, and weights that do not fit the architecture.
+    """
+    info = read_info(name, weights_dir)
+    path = Path(weights_dir) / info["file"]
+    if not path.exists():
+        raise WeightsError(f"{path} is missing: retrain with `python -m course_utils train {name}`")
+    digest = sha256_of(path)
+    if digest != info["sha256"]:
+        raise WeightsError(f"{path} does not match its manifest (sha256 {digest[:12]}..., expected "
+                           f"{info['sha256'][:12]}...): the file was altered or replaced. Restore it "
+                           f"or retrain with `python -m course_utils train {name}`")
+    model = build_model(info)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise WeightsError(f"{path} does not fit {info['architecture']['class']}: {str(err)[:300]}") from None
+    device = torch.device(device) if device is not None else pick_device()
+    model.to(device).eval()
+    schedule = NoiseSchedule(**info["schedule"]).to(device) if info.get("schedule") else None
+    return Pretrained(model, schedule, info)
