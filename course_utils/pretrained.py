@@ -118,5 +118,7 @@ def load_pretrained(name: str, device=None, weights_dir: Path = WEIGHTS_DIR) -> 
         raise WeightsError(f"{path} does not fit {info['architecture']['class']}: {str(err)[:300]}") from None
     device = torch.device(device) if device is not None else pick_device()
     model.to(device).eval()
+    if device.type == "cpu":  # NHWC convolutions: 1.2x to 1.6x faster sampling on a CPU (bench_cpu.py)
+        model.to(memory_format=torch.channels_last)
     schedule = NoiseSchedule(**info["schedule"]).to(device) if info.get("schedule") else None
     return Pretrained(model, schedule, info)

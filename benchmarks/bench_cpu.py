@@ -1,0 +1,96 @@
+"""Speed on this machine, in one run: training steps, the matmul peak, and guided sampling.
+
+    python benchmarks/bench_cpu.py [--batch 128] [--repeats 5] [--compile]
+
+Prints, for the eps U-Net: the training-step time and achieved GFLOP/s in fp32 eager,
+fp32 channels_last and bf16 autocast + channels_last (the fast path on CPUs with AMX;
+the course turns it on by itself only there, see course_utils.device.cpu_has_fast_bf16);
+the measured matmul peak in fp32 and bf16 for comparison; and the time to draw 64
+guided samples with DDIM-50 (classifier guidance and classifier-free guidance).
+Compare figures within one run: the machine is shared and timings drift between runs.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from course_utils import EpsUNet, NoiseSchedule, autocast_for, bf16_is_fast, count_parameters, denoiser_loss
+from course_utils.evaluation import generate
+from course_utils.pretrained import load_pretrained
+
+
+def best_of(fn, repeats: int) -> float:
+    fn()  # warm-up (oneDNN picks its kernels on the first call)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def matmul_peak(dtype, n: int = 2048, repeats: int = 5) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    return 2 * n**3 / best_of(lambda: a @ b, repeats) / 1e9
+
+
+def training_step(batch: int, bf16: bool, channels_last: bool, compiled: bool = False):
+    torch.manual_seed(0)
+    model, schedule = EpsUNet(), NoiseSchedule()
+    x0 = torch.randn(batch, 1, 32, 32)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x0 = x0.contiguous(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    net = torch.compile(model) if compiled else model
+
+    def step():
+        with autocast_for("cpu", bf16):
+            loss = denoiser_loss(net, schedule, x0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model, step
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, bf16 units: {bf16_is_fast('cpu')}")
+
+    model, step = training_step(args.batch, bf16=False, channels_last=False)
+    with FlopCounterMode(display=False) as counter:
+        step()
+    flops = counter.get_total_flops()
+    print(f"EpsUNet: {count_parameters(model) / 1e6:.2f}M parameters, {flops / 1e9:.1f} GFLOP per training step "
+          f"at batch {args.batch} (forward + backward)")
+    rows = [("fp32 eager", False, False, False), ("fp32 channels_last", False, True, False),
+            ("bf16 autocast + channels_last", True, True, False)]
+    if args.compile:
+        rows.append(("fp32 torch.compile", False, False, True))
+    base = None
+    for label, bf16, channels_last, compiled in rows:
+        _, step = training_step(args.batch, bf16, channels_last, compiled)
+        t = best_of(step, args.repeats)
+        base = base or t
+        print(f"  train step, {label:32s} {t * 1000:7.0f} ms  {flops / t / 1e9:6.1f} GFLOP/s  ({base / t:.2f}x)")
+
+    print(f"matmul peak (2048^3): fp32 {matmul_peak(torch.float32):.0f} GFLOP/s, "
+          f"bf16 {matmul_peak(torch.bfloat16):.0f} GFLOP/s")
+
+    models = {n: load_pretrained(n, "cpu") for n in ("ddpm_eps", "noisy_classifier", "cfg_eps")}
+    y = torch.arange(64) % 10
+    for method, scale in (("classifier-ddim", 4.0), ("cfg-ddim", 2.0)):
+        start = time.perf_counter()
+        generate(method, models, y, scale, steps=50, generator=torch.Generator().manual_seed(0), device="cpu")
+        print(f"64 samples, {method} (scale {scale:g}), DDIM-50: {time.perf_counter() - start:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
