@@ -110,9 +110,9 @@ def check_posterior_mean(fn) -> None:
 
 def check_ddpm_step(fn) -> None:
     """fn(x_t, t, x0_hat, schedule, noise) with an int t: posterior mean + sqrt(posterior variance) * noise."""
-    s, g = _schedule(), torch.Generator().manual_seed(2)
+    s, g = _coarse_schedule(), torch.Generator().manual_seed(2)
     x_t, x0, z = (torch.randn(4, 1, 4, 4, generator=g) for _ in range(3))
-    for t in (500, 1, 0):
+    for t in (15, 1, 0):
         tt = torch.full((4,), t)
         mean = s.posterior_mean(x0, x_t, tt)
         var = s.posterior_variance[t]

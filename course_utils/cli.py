@@ -1,6 +1,7 @@
 """Command line: ``python -m course_utils COMMAND``.
 
-    course    run the course's main job and write figures under --out (fast with COURSE_FAST=1)
+    course    execute the solution notebooks headlessly (fast mode) and write them and their figures under --out
+    notebooks regenerate solutions/*.ipynb and the student notebooks/ from solutions/*.py
     train     train shipped networks by their recipes (resumable), writing weights and manifest
     evaluate  measure the shipped networks with the evaluator and print the quality table
     manifest  list the shipped weights and their manifest entries
@@ -13,10 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-
-def fast_mode() -> bool:
-    """True when COURSE_FAST is set (the tests and `make course` set it): train briefly."""
-    return os.environ.get("COURSE_FAST", "") not in ("", "0")
+from .device import fast_mode
 
 
 def save_figure(fig, path: Path) -> Path:
@@ -26,60 +24,6 @@ def save_figure(fig, path: Path) -> Path:
     fig.savefig(tmp, dpi=110, bbox_inches="tight")
     os.replace(tmp, path)
     return path
-
-
-def run_course(out: Path) -> list[Path]:
-    """The forward process, a briefly trained denoiser and guidance on the 2-D toy, as figures."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import torch
-
-    from . import (EpsUNet, GaussianMixture2D, NoiseSchedule, ddim_sample, ddpm_sample, load_mnist,
-                   pick_device, plot_losses, plot_schedules, seed_everything, show_images, train_denoiser)
-
-    figures = out / "figures"
-    written = []
-    g = seed_everything(0)
-    linear, cosine = NoiseSchedule(kind="linear"), NoiseSchedule(kind="cosine")
-    plot_schedules(linear, cosine)
-    written.append(save_figure(plt.gcf(), figures / "schedules.png"))
-    plt.close("all")
-
-    data = load_mnist()
-    x0 = data.images[:8]
-    ts = [0, 50, 100, 250, 500, 750, 999]
-    fig, axes = plt.subplots(1, len(ts), figsize=(2 * len(ts), 2.4))
-    for ax, t in zip(axes, ts):
-        show_images(linear.q_sample(x0, t, generator=g), nrow=2, ax=ax, title=f"t = {t}")
-    written.append(save_figure(fig, figures / "noising.png"))
-    plt.close("all")
-
-    steps = 30 if fast_mode() else 3000
-    device = pick_device()
-    model = EpsUNet()
-    losses = train_denoiser(model, linear, data.images, steps=steps, batch_size=128, device=device, generator=g)
-    plot_losses(losses, window=min(50, max(1, steps // 3)), title=f"eps-MSE, {steps} steps")
-    written.append(save_figure(plt.gcf(), figures / "loss.png"))
-    plt.close("all")
-    samples = ddim_sample(model, linear, (16, 1, 32, 32), steps=50, generator=g, device=device)
-    assert samples.shape == (16, 1, 32, 32) and bool(samples.abs().max() <= 1.0001)
-    show_images(samples, nrow=4, title=f"DDIM-50 after {steps} training steps")
-    written.append(save_figure(plt.gcf(), figures / "samples.png"))
-    plt.close("all")
-
-    toy = GaussianMixture2D(weights=[0.5, 0.3, 0.2])
-    fig, axes = plt.subplots(1, 4, figsize=(14, 3.4), sharex=True, sharey=True)
-    for ax, scale in zip(axes, [0.0, 1.0, 3.0, 10.0]):
-        pts = ddpm_sample(toy.eps_model(linear), linear, (2000, 2), y=2, classifier=toy.classifier(linear),
-                          classifier_scale=scale, generator=g, progress=False)
-        ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.4)
-        ax.scatter(toy.means[:, 0], toy.means[:, 1], c="red", marker="x")
-        ax.set_title(f"classifier scale {scale:g}, target class 2")
-    written.append(save_figure(fig, figures / "toy_guidance.png"))
-    plt.close("all")
-    return written
 
 
 def main_evaluate(args) -> int:
@@ -126,8 +70,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course_utils", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    course = sub.add_parser("course", help="run the course's main job and write figures")
+    course = sub.add_parser("course", help="execute the solution notebooks and write them and their figures")
     course.add_argument("--out", type=Path, default=Path("build"))
+    course.add_argument("names", nargs="*", help="only these notebooks (e.g. 01_forward_noising)")
+    sub.add_parser("notebooks", help="regenerate the .ipynb files from solutions/*.py")
     train = sub.add_parser("train", help="train shipped networks by their recipes")
     train.add_argument("names", nargs="+", metavar="NAME", help="ddpm_x0, ddpm_eps, noisy_classifier, cfg_eps, evaluator")
     train.add_argument("--steps", type=int, default=None, help="override the recipe's number of steps")
@@ -159,13 +105,20 @@ def main(argv=None) -> int:
             print(f"{name:17s} {info['bytes'] / 1e6:5.2f} MB  {info['steps']:6d} steps  {info['data']}  "
                   f"sha256 {info['sha256'][:12]}  quality {info.get('quality')}")
         return 0
-    if args.command == "course":
-        start = time.perf_counter()
-        written = run_course(args.out)
-        for path in written:
+    if args.command == "notebooks":
+        from .notebooks import generate
+
+        for path in generate():
             print(f"wrote {path}")
+        return 0
+    if args.command == "course":
+        from .notebooks import execute_solutions
+
+        start = time.perf_counter()
+        rows = execute_solutions(args.out, names=args.names or None)
         mode = "fast" if fast_mode() else "full"
-        print(f"course ({mode} mode) finished in {time.perf_counter() - start:.1f} s")
+        print(f"course ({mode} mode): {len(rows)} notebooks, {sum(r['figures'] for r in rows)} figures "
+              f"under {args.out}, {time.perf_counter() - start:.1f} s")
     return 0
 
 

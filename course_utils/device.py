@@ -9,6 +9,12 @@ import numpy as np
 import torch
 
 
+def fast_mode() -> bool:
+    """True when COURSE_FAST is set (the tests and `make course` set it): notebooks train for a few
+    steps only and then load the shipped weights; unset, they train for real."""
+    return os.environ.get("COURSE_FAST", "") not in ("", "0")
+
+
 def pick_device(prefer: str | None = None) -> torch.device:
     """The best device here: CUDA, then Apple's MPS, then the CPU.
 

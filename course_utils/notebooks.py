@@ -1,0 +1,146 @@
+"""The notebooks: solutions/ is the source, notebooks/ is generated from it.
+
+Each solution is written as a jupytext ``py:percent`` file, ``solutions/NN_name.py``, paired
+with ``solutions/NN_name.ipynb``. ``python -m course_utils notebooks`` (``make notebooks``)
+rebuilds both .ipynb files of every notebook:
+
+- the solution notebook, with nbgrader metadata: cells holding ``### BEGIN SOLUTION`` are
+  solution cells, cells that call ``checks.check_...`` are locked, graded test cells;
+- the student notebook in notebooks/, where each ``### BEGIN SOLUTION`` ... ``### END SOLUTION``
+  region becomes ``raise NotImplementedError("<the exercise's task>")``, the task taken from
+  the cell's ``# Exercise N.M: ...`` line.
+
+``execute_solutions`` runs the solutions headlessly (``make course``) and keeps their figures.
+"""
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SOLUTIONS, STUDENT = ROOT / "solutions", ROOT / "notebooks"
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+EXERCISE = re.compile(r"#\s*Exercise\s+(\d+\.\d+):\s*(.+)")
+KERNEL = {"display_name": "Python 3", "language": "python", "name": "python3"}
+
+
+def sources(folder: Path = SOLUTIONS) -> list[Path]:
+    return sorted(p for p in Path(folder).glob("[0-9][0-9]_*.py"))
+
+
+def strip_solutions(source: str) -> str:
+    """Replace every solution region of a code cell by a NotImplementedError naming the exercise."""
+    match = EXERCISE.search(source)
+    if BEGIN in source and not match:
+        raise ValueError(f"a solution cell needs a '# Exercise N.M: task' line:\n{source[:200]}")
+    out, inside = [], False
+    for line in source.splitlines():
+        if line.strip() == BEGIN:
+            indent = line[: len(line) - len(line.lstrip())]
+            task = f"Exercise {match.group(1)}: {match.group(2).strip()}".replace('"', "'")
+            out += [f"{indent}# YOUR CODE HERE", f'{indent}raise NotImplementedError("{task}")']
+            inside = True
+        elif line.strip() == END:
+            if not inside:
+                raise ValueError(f"{END} without {BEGIN}")
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise ValueError(f"{BEGIN} without {END}")
+    return "\n".join(out)
+
+
+def build(py_file: Path):
+    """(solution notebook, student notebook) as nbformat objects, without outputs."""
+    import jupytext
+    import nbformat
+
+    nb = jupytext.read(py_file)
+    nb.metadata = {"kernelspec": KERNEL, "language_info": {"name": "python"},
+                   "jupytext": {"formats": "ipynb,py:percent"}}
+    graded = 0
+    for i, cell in enumerate(nb.cells):
+        cell.metadata.pop("lines_to_next_cell", None)
+        cell["id"] = f"{py_file.stem[:2]}-{i:03d}"
+        if cell.cell_type != "code":
+            continue
+        if BEGIN in cell.source:
+            ex = EXERCISE.search(cell.source)
+            cell.metadata["nbgrader"] = {"grade": False, "grade_id": f"exercise-{ex.group(1) if ex else i}",
+                                         "locked": False, "schema_version": 3, "solution": True, "task": False}
+        elif "checks.check_" in cell.source:
+            graded += 1
+            cell.metadata["nbgrader"] = {"grade": True, "grade_id": f"{py_file.stem[:2]}-check-{graded}",
+                                         "locked": True, "points": 1, "schema_version": 3, "solution": False,
+                                         "task": False}
+    student = copy.deepcopy(nb)
+    student.metadata.pop("jupytext")
+    for cell in student.cells:
+        if cell.cell_type == "code" and BEGIN in cell.source:
+            cell.source = strip_solutions(cell.source)
+    nbformat.validate(nb)
+    nbformat.validate(student)
+    return nb, student
+
+
+def dumps(nb) -> str:
+    import nbformat
+
+    return nbformat.writes(nb) + "\n"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def generate(solutions: Path = SOLUTIONS, student: Path = STUDENT) -> list[Path]:
+    """Write solutions/NN.ipynb and notebooks/NN.ipynb for every solutions/NN.py."""
+    written = []
+    for py in sources(solutions):
+        sol, stu = build(py)
+        for path, nb in ((py.with_suffix(".ipynb"), sol), (Path(student) / f"{py.stem}.ipynb", stu)):
+            write_atomic(path, dumps(nb))
+            written.append(path)
+    return written
+
+
+def execute_solutions(out: Path, names=None, timeout: int = 900) -> list[dict]:
+    """Run each solution notebook (in fast mode), write the executed copy to out/notebooks and
+    every image it shows to out/figures/NN_name/; return one row of timings per notebook."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    os.environ.setdefault("COURSE_FAST", "1")
+    rows = []
+    for py in sources():
+        if names and py.stem not in names:
+            continue
+        nb = nbformat.read(py.with_suffix(".ipynb"), as_version=4)
+        start = time.perf_counter()
+        NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(SOLUTIONS)}}).execute()
+        seconds = time.perf_counter() - start
+        write_atomic(Path(out) / "notebooks" / f"{py.stem}.ipynb", nbformat.writes(nb))
+        figures = 0
+        for i, cell in enumerate(nb.cells):
+            for output in cell.get("outputs", []):
+                png = output.get("data", {}).get("image/png")
+                if png:
+                    figures += 1
+                    path = Path(out) / "figures" / py.stem / f"cell{i:03d}_{figures}.png"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = path.with_name(f".{path.name}.tmp")
+                    tmp.write_bytes(base64.b64decode(png))
+                    os.replace(tmp, path)
+        rows.append({"notebook": py.stem, "seconds": round(seconds, 1), "figures": figures})
+        print(f"{py.stem}: {seconds:.1f} s, {figures} figures")
+    write_atomic(Path(out) / "timings.json", json.dumps(rows, indent=2))
+    return rows

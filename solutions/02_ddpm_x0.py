@@ -1,0 +1,226 @@
+# %% [markdown]
+# # 2. DDPM with x0-prediction: learning to undo the noise
+#
+# The forward process is fixed; the reverse process is learned. Here the network looks at a noisy
+# image $x_t$ and guesses the clean image $\hat x_0$. From that guess and $x_t$ we compute where
+# $x_{t-1}$ should be, take a small random step there, and repeat from pure noise down to $t = 0$.
+#
+# **Learning goals**
+# - feed the timestep to a U-Net as a second input channel (a "time map");
+# - train with the simple loss $\lVert \hat x_0(x_t, t) - x_0\rVert^2$;
+# - compute the posterior mean $\tilde\mu_t(x_t, \hat x_0)$ and sample ancestrally, with no noise at the last step;
+# - see why the schedule is kept in registered buffers, and why a short training run gives poor samples.
+
+# %%
+import matplotlib.pyplot as plt
+import torch
+
+import course_utils as cu
+from course_utils import checks
+
+FAST = cu.fast_mode()
+g = cu.seed_everything(0)
+device = cu.pick_device()
+mnist = cu.load_mnist()
+schedule = cu.NoiseSchedule(T=1000, kind="linear")
+
+# %% [markdown]
+# ## 2.1 Telling the network the time: a time map
+#
+# The same network must denoise at every noise level, so it needs $t$ as an input. The simplest way:
+# make an extra image channel that holds $t/T$ at every pixel, and concatenate it to $x_t$.
+# The U-Net then sees a 2-channel input of shape `[B, 2, H, W]`.
+#
+# **Exercise 2.1.** Write `make_time_map(t, T, x)`: from `t` of shape `[B]` build `t / T` of shape `[B, 1, H, W]`
+# (view it as `[B, 1, 1, 1]`, then `expand` to the height and width of `x`).
+
+# %%
+def make_time_map(t, T, x):
+    # Exercise 2.1: return t / T as a [B, 1, H, W] channel
+    ### BEGIN SOLUTION
+    b, _, h, w = x.shape
+    return (t.float() / T).view(b, 1, 1, 1).expand(b, 1, h, w)
+    ### END SOLUTION
+
+
+# %%
+checks.check_time_map(make_time_map)
+
+# %% [markdown]
+# `cu.TimeMapUNet` is a small U-Net (residual blocks, skip connections concatenated on the way up)
+# whose forward pass does exactly this: `unet(torch.cat([x_t, time_map(t, T, x_t)], dim=1))`.
+
+# %%
+model = cu.TimeMapUNet(T=1000)
+x_t = torch.randn(4, 1, 32, 32)
+t = torch.tensor([0, 10, 500, 999])
+two_channels = torch.cat([x_t, make_time_map(t, 1000, x_t)], dim=1)
+print("network input:", list(two_channels.shape), "| parameters:", cu.count_parameters(model))
+assert two_channels.shape == (4, 2, 32, 32) and model.unet.inc.in_channels == 2
+assert model(x_t, t).shape == x_t.shape
+
+# %% [markdown]
+# ## 2.2 Why the schedule lives in registered buffers
+#
+# `NoiseSchedule` is an `nn.Module` whose tensors are *registered buffers*: they are not trained, but they
+# move with `.to(device)` and are saved in the `state_dict`. A plain tensor attribute would stay on the CPU
+# when the model goes to the GPU, and the first `alpha_bars[t]` with a GPU `t` would fail.
+
+# %%
+print("buffers:", [name for name, _ in schedule.named_buffers()])
+print("trainable parameters in the schedule:", sum(p.numel() for p in schedule.parameters()))
+assert "alpha_bars" in schedule.state_dict() and sum(p.numel() for p in schedule.parameters()) == 0
+
+# %% [markdown]
+# ## 2.3 Training: regress the clean image
+#
+# Each step: take clean digits $x_0$, a random $t$ and noise $\varepsilon$, form
+# $x_t = \sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\varepsilon$, and minimise $\lVert \hat x_0(x_t, t) - x_0\rVert^2$.
+# We train live for a short while (a few steps in fast mode), then compare with the shipped weights,
+# which trained for 13,000 steps.
+
+# %%
+steps = 20 if FAST else 3000
+losses = cu.train_denoiser(model, schedule, mnist.images, steps=steps, prediction="x0", batch_size=128,
+                           lr=2e-3, device=device, generator=g)
+cu.plot_losses(losses, window=min(50, max(2, steps // 5)), title=f"x0-MSE, {steps} steps")
+plt.show()
+assert len(losses) == steps and all(l == l for l in losses)   # no NaN
+
+# %% [markdown]
+# ## 2.4 From $\hat x_0$ back one step: the posterior mean
+#
+# Given $x_0$, the forward process can be run backwards exactly: $q(x_{t-1}\mid x_t, x_0)$ is Gaussian with
+#
+# $$\tilde\mu_t(x_t, x_0) = \frac{\sqrt{\bar\alpha_{t-1}}\,\beta_t}{1-\bar\alpha_t}\,x_0
+#   + \frac{\sqrt{\alpha_t}\,(1-\bar\alpha_{t-1})}{1-\bar\alpha_t}\,x_t,
+# \qquad \tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\,\beta_t .$$
+#
+# We do not know $x_0$ while sampling, so we plug in the network's guess $\hat x_0$.
+#
+# **Exercise 2.2.** Write `posterior_mean(x0_hat, x_t, t, schedule)`. `schedule.alpha_bars_prev[t]` holds
+# $\bar\alpha_{t-1}$ (with $\bar\alpha_{-1} = 1$).
+
+# %%
+def posterior_mean(x0_hat, x_t, t, schedule):
+    # Exercise 2.2: the mean of q(x_{t-1} | x_t, x0) with x0_hat in place of x0
+    ### BEGIN SOLUTION
+    shape = (-1,) + (1,) * (x_t.dim() - 1)
+    a, b = schedule.alphas[t].view(shape), schedule.betas[t].view(shape)
+    ab, ab_prev = schedule.alpha_bars[t].view(shape), schedule.alpha_bars_prev[t].view(shape)
+    return ab_prev.sqrt() * b / (1 - ab) * x0_hat + a.sqrt() * (1 - ab_prev) / (1 - ab) * x_t
+    ### END SOLUTION
+
+
+# %%
+checks.check_posterior_mean(posterior_mean)
+
+# %% [markdown]
+# **Exercise 2.3.** Write one ancestral step `ddpm_step(x_t, t, x0_hat, schedule, noise)` for an integer `t`:
+# $x_{t-1} = \tilde\mu_t + \sqrt{\tilde\beta_t}\,z$ for $t > 0$, and just $\tilde\mu_0$ at $t = 0$: the last step
+# adds no noise, since its result is the final image.
+
+# %%
+def ddpm_step(x_t, t, x0_hat, schedule, noise):
+    # Exercise 2.3: x_{t-1} = posterior mean + sqrt(posterior variance) * noise, and no noise at t = 0
+    ### BEGIN SOLUTION
+    tt = torch.full((x_t.shape[0],), t, dtype=torch.long)
+    mean = posterior_mean(x0_hat, x_t, tt, schedule)
+    if t == 0:
+        return mean
+    return mean + schedule.posterior_variance[t].sqrt() * noise
+    ### END SOLUTION
+
+
+# %%
+checks.check_ddpm_step(ddpm_step)
+
+# %% [markdown]
+# ## 2.5 Ancestral sampling with our own loop
+#
+# Start from $x_{T-1}\sim\mathcal N(0, I)$ and apply the step 1,000 times. Clamping $\hat x_0$ to $[-1, 1]$
+# keeps each guess a valid image and removes speckle from the background. We run our loop with the shipped
+# x0-model and check it against the package's `ddpm_sample`, given the same random numbers.
+
+# %%
+shipped = cu.load_pretrained("ddpm_x0", device="cpu")
+n = 8
+
+
+@torch.no_grad()
+def sample_x0_model(net, n, generator):
+    x = torch.randn(n, 1, 32, 32, generator=generator)
+    for t_int in range(schedule.T - 1, -1, -1):
+        t = torch.full((n,), t_int, dtype=torch.long)
+        x0_hat = net(x, t).clamp(-1, 1)
+        z = torch.randn(x.shape, generator=generator) if t_int > 0 else torch.zeros_like(x)
+        x = ddpm_step(x, t_int, x0_hat, schedule, z)
+    return x
+
+
+ours = sample_x0_model(shipped.model, n, torch.Generator().manual_seed(1))
+package = cu.ddpm_sample(shipped.model, shipped.schedule, (n, 1, 32, 32), prediction="x0",
+                         generator=torch.Generator().manual_seed(1), device="cpu")
+cu.show_images(ours, nrow=8, title="our loop, shipped ddpm_x0 (DDPM-1000)")
+plt.show()
+print("largest difference from ddpm_sample:", (ours - package).abs().max().item())
+assert torch.allclose(ours, package, atol=1e-3)
+
+# %% [markdown]
+# ## 2.6 Short training gives poor samples: measured, not eyeballed
+#
+# The evaluator is a separate clean-digit classifier that never takes part in generation. We judge samples
+# by the Frechet distance between its features of the samples and of real held-out digits (lower is
+# closer to real data), and by how many different digits it recognises among them. We sample both models
+# with DDIM (50 steps, introduced in notebook 3). Confidence alone would not do: the evaluator calls a
+# blank image a "1" with confidence, which is why we compare whole distributions.
+
+# %%
+from course_utils.evaluation import evaluator_outputs, frechet_distance
+
+evaluator = cu.load_pretrained("evaluator", device="cpu").model
+real_feats = evaluator_outputs(evaluator, cu.load_mnist(train=False, verbose=False).images)[1]
+# the floor: 64 real training digits against the test digits (a small sample inflates the distance)
+real64 = mnist.images[torch.randperm(len(mnist.images), generator=g)[:64]]
+floor = frechet_distance(evaluator_outputs(evaluator, real64)[1], real_feats)
+brief = cu.ddim_sample(model, schedule, (64, 1, 32, 32), prediction="x0", steps=50,
+                       generator=torch.Generator().manual_seed(2), device=device).cpu()
+good = cu.ddim_sample(shipped.model, shipped.schedule, (64, 1, 32, 32), prediction="x0", steps=50,
+                      generator=torch.Generator().manual_seed(2), device="cpu")
+fig, axes = plt.subplots(1, 2, figsize=(12, 6))
+fd = {}
+for ax, (name, x) in zip(axes, [(f"trained {steps} steps here", brief), ("shipped, 13,000 steps", good)]):
+    logits, feats = evaluator_outputs(evaluator, x)
+    fd[name] = frechet_distance(feats, real_feats)
+    kinds = logits.argmax(1).unique().numel()
+    cu.show_images(x, nrow=8, ax=ax, title=f"{name}\nFrechet {fd[name]:.0f}, {kinds} different digits")
+plt.show()
+print(f"real-vs-real floor with 64 digits: {floor:.0f}")
+assert fd["shipped, 13,000 steps"] < 3 * floor
+if FAST:
+    assert fd["shipped, 13,000 steps"] < fd[f"trained {steps} steps here"]
+
+# %% [markdown]
+# ## Self-assessment
+#
+# 1. Which of the two processes is learned, the forward or the reverse?
+# <details><summary>Answer</summary>Only the reverse one. The forward process is fixed by the schedule.</details>
+#
+# 2. What does the time-map channel give the U-Net, and what is its shape?
+# <details><summary>Answer</summary>The noise level: a constant image holding t/T, shape [B, 1, H, W],
+# concatenated to x_t so the input is [B, 2, H, W].</details>
+#
+# 3. Why are the schedule tensors registered as buffers rather than stored as plain tensors?
+# <details><summary>Answer</summary>Buffers move with .to(device) and are saved with the state_dict, but are not
+# parameters, so the optimiser leaves them alone.</details>
+#
+# 4. One of our sources loops `for i in reversed(range(1, T))`. What does that loop skip, and why is there no
+# noise at the last step?
+# <details><summary>Answer</summary>With timesteps numbered 0..T-1 it never visits t = 0, so the final
+# denoising step is missing. The last step returns the mean itself: its output is the image, and noise added
+# there would stay in it.</details>
+#
+# 5. Give two reasons why a briefly trained model gives bad samples.
+# <details><summary>Answer</summary>Its x0 guesses are blurry averages at high noise (it has not learned the
+# data), and errors compound over 1,000 sampling steps; an EMA of the weights, used for sampling, also needs
+# time to forget the random initial weights.</details>
