@@ -1,0 +1,287 @@
+# %% [markdown]
+# # 3. DDPM with eps-prediction, and DDIM
+#
+# Instead of guessing the clean image, the network can guess the *noise* $\varepsilon$ that was added.
+# Since $x_t = \sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\varepsilon$, either guess gives the other, yet the
+# choice changes what the network finds easy to learn. This is the parameterisation of Ho et al. and of
+# most diffusion models since.
+#
+# **Learning goals**
+# - sinusoidal time embeddings, added inside every residual block of the U-Net;
+# - the eps objective $\lVert\varepsilon_\theta(x_t, t) - \varepsilon\rVert^2$;
+# - the reverse mean $\mu_\theta = \frac{1}{\sqrt{\alpha_t}}\big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\varepsilon_\theta\big)$,
+#   and a misprint of it in one of our sources;
+# - converting between $x_0$ and $\varepsilon$; DDIM, which samples in 50 steps instead of 1,000;
+# - a flattened MLP against the U-Net, and x0- against eps-prediction, judged by the evaluator.
+
+# %%
+import time
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+
+import course_utils as cu
+from course_utils import checks
+from course_utils.evaluation import diversity, evaluator_outputs, frechet_distance
+
+FAST = cu.fast_mode()
+g = cu.seed_everything(0)
+device = cu.pick_device()
+mnist = cu.load_mnist()
+schedule = cu.NoiseSchedule(T=1000, kind="linear")
+
+# %% [markdown]
+# ## 3.1 Sinusoidal time embeddings
+#
+# A single number $t$ is a weak signal for a network. The Transformer's position code turns it into a
+# vector of sines and cosines at geometrically spaced frequencies:
+#
+# $$\mathrm{emb}(t) = \big[\sin(t\,w_0), \dots, \sin(t\,w_{d/2-1}),\ \cos(t\,w_0), \dots, \cos(t\,w_{d/2-1})\big],
+# \qquad w_i = 10000^{-i/(d/2)} .$$
+#
+# High frequencies tell neighbouring steps apart; low ones give the coarse position. An MLP then maps this
+# vector to every residual block, where it is added to the feature maps (one value per channel).
+#
+# **Exercise 3.1.** Write `sinusoidal(t, dim)` returning `[B, dim]`.
+
+# %%
+def sinusoidal(t, dim):
+    # Exercise 3.1: [sin(t w_i) | cos(t w_i)] with w_i = 10000^(-i / (dim/2))
+    ### BEGIN SOLUTION
+    half = dim // 2
+    w = 10000 ** (-torch.arange(half, dtype=torch.float32) / half)
+    angles = t.float()[:, None] * w[None, :]
+    return torch.cat([angles.sin(), angles.cos()], dim=1)
+    ### END SOLUTION
+
+
+# %%
+checks.check_sinusoidal_embedding(sinusoidal)
+
+# %%
+emb = sinusoidal(torch.arange(1000), 64)
+plt.figure(figsize=(8, 3))
+plt.imshow(emb.T, aspect="auto", cmap="RdBu")
+plt.xlabel("t"); plt.ylabel("embedding dimension"); plt.colorbar(); plt.title("sinusoidal embedding of t")
+plt.show()
+# nearby timesteps get similar codes, distant ones different codes
+sim = F.cosine_similarity(emb[500:501], emb, dim=1)
+assert sim[501] > sim[600] > sim[900] - 0.2 and emb.shape == (1000, 64)
+
+# %% [markdown]
+# ## 3.2 The eps objective
+#
+# $$L = \mathbb E_{x_0, t, \varepsilon}\,\big\lVert \varepsilon_\theta(\sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\varepsilon,\ t) - \varepsilon\big\rVert^2$$
+#
+# **Exercise 3.2.** Write `eps_loss(model, x0, t, noise, schedule)` (use `schedule.q_sample`).
+
+# %%
+def eps_loss(model, x0, t, noise, schedule):
+    # Exercise 3.2: the mean squared error between model(x_t, t) and the noise
+    ### BEGIN SOLUTION
+    x_t = schedule.q_sample(x0, t, noise)
+    return F.mse_loss(model(x_t, t), noise)
+    ### END SOLUTION
+
+
+# %%
+checks.check_eps_loss(eps_loss)
+
+# %% [markdown]
+# Train the eps U-Net with *your* loss for a short while (a few steps in fast mode); the shipped `ddpm_eps`
+# trained the same way for 13,000 steps.
+
+# %%
+unet = cu.EpsUNet()
+steps = 20 if FAST else 3000
+
+
+def my_loss(m, x0):
+    t = torch.randint(0, schedule.T, (x0.shape[0],), generator=g).to(x0.device)
+    return eps_loss(m, x0, t, torch.randn(x0.shape, generator=g).to(x0.device), schedule.to(x0.device))
+
+
+losses = cu.fit(unet, my_loss, (mnist.images,), steps=steps, batch_size=128, lr=2e-3, device=device,
+                generator=g, desc="eps U-Net")
+cu.plot_losses(losses, window=min(50, max(2, steps // 5)), title=f"eps-MSE, {steps} steps")
+plt.show()
+assert len(losses) == steps and losses[-1] < 1.5
+
+# %% [markdown]
+# ## 3.3 The reverse mean from the predicted noise
+#
+# Substituting $\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\hat\varepsilon)/\sqrt{\bar\alpha_t}$ into the posterior mean of
+# notebook 2 simplifies to
+#
+# $$\mu_\theta(x_t, t) = \frac{1}{\sqrt{\alpha_t}}\Big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\,\hat\varepsilon\Big).$$
+#
+# **Exercise 3.3.** Write `reverse_mean(x_t, t, eps, schedule)`.
+
+# %%
+def reverse_mean(x_t, t, eps, schedule):
+    # Exercise 3.3: 1/sqrt(alpha_t) * (x_t - beta_t / sqrt(1 - alpha_bar_t) * eps)
+    ### BEGIN SOLUTION
+    shape = (-1,) + (1,) * (x_t.dim() - 1)
+    a, b, ab = schedule.alphas[t].view(shape), schedule.betas[t].view(shape), schedule.alpha_bars[t].view(shape)
+    return (x_t - b / (1 - ab).sqrt() * eps) / a.sqrt()
+    ### END SOLUTION
+
+
+# %%
+checks.check_reverse_mean(reverse_mean)
+
+# %% [markdown]
+# ### A misprint, and why it matters
+#
+# One of our sources writes the mean as $\frac{1}{\sqrt{\alpha_t}}\big(x_t - \frac{1-\alpha_t}{\sqrt{1-\alpha_t}}\hat\varepsilon\big)$,
+# i.e. with $\sqrt{1-\alpha_t} = \sqrt{\beta_t}$ in the denominator instead of $\sqrt{1-\bar\alpha_t}$. The two agree only
+# at $t = 0$. Elsewhere the misprint removes $\sqrt{\beta_t}$ of noise per step instead of $\beta_t/\sqrt{1-\bar\alpha_t}$:
+# at large $t$ that is about ten times too much. Sampling with it still makes a digit, but always the same one:
+# the diversity (mean distance between the evaluator's features of two samples) collapses.
+
+# %%
+t_all = torch.arange(1000)
+right = schedule.betas / (1 - schedule.alpha_bars).sqrt()
+wrong = schedule.betas / (1 - schedule.alphas).sqrt()
+plt.figure(figsize=(6, 3))
+plt.semilogy(t_all, wrong / right)
+plt.xlabel("t"); plt.title("noise coefficient: misprint / correct"); plt.show()
+
+shipped = cu.load_pretrained("ddpm_eps", device="cpu")
+
+
+@torch.no_grad()
+def ancestral(mean_fn, n, seed):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 1, 32, 32, generator=gen)
+    for t_int in range(999, -1, -1):
+        t = torch.full((n,), t_int)
+        x = mean_fn(x, t, shipped.model(x, t))
+        if t_int > 0:
+            x = x + schedule.posterior_variance[t_int].sqrt() * torch.randn(x.shape, generator=gen)
+    return x
+
+
+def misprinted(x_t, t, eps, schedule=schedule):
+    a = schedule.alphas[t].view(-1, 1, 1, 1)
+    return (x_t - (1 - a) / (1 - a).sqrt() * eps) / a.sqrt()
+
+
+good = ancestral(lambda x, t, e: reverse_mean(x, t, e, schedule), 8, 0)
+bad = ancestral(misprinted, 8, 0)
+evaluator = cu.load_pretrained("evaluator", device="cpu").model
+spread = {}
+fig, axes = plt.subplots(1, 2, figsize=(12, 2.2))
+for ax, (name, x) in zip(axes, [("correct mean", good), ("misprinted mean", bad)]):
+    logits, feats = evaluator_outputs(evaluator, x)
+    spread[name] = diversity(feats, torch.zeros(len(x), dtype=torch.long))
+    digits = "".join(str(d) for d in logits.argmax(1).tolist())
+    cu.show_images(x, nrow=8, ax=ax, title=f"{name}: digits {digits}, diversity {spread[name]:.0f}")
+plt.show()
+# the misprint removes too much noise early: every sample collapses toward the same thin stroke
+assert spread["misprinted mean"] < 0.5 * spread["correct mean"]
+
+# %% [markdown]
+# ## 3.4 x0 and eps are two views of the same prediction
+#
+# $$\hat x_0 = \frac{x_t - \sqrt{1-\bar\alpha_t}\,\hat\varepsilon}{\sqrt{\bar\alpha_t}},\qquad
+#   \hat\varepsilon = \frac{x_t - \sqrt{\bar\alpha_t}\,\hat x_0}{\sqrt{1-\bar\alpha_t}} .$$
+#
+# So an eps-model can be sampled with the x0 formulas and vice versa; the posterior mean from
+# $\hat x_0$ equals the reverse mean from $\hat\varepsilon$. What differs is the error: dividing by $\sqrt{\bar\alpha_t}$
+# (tiny at large $t$) blows up eps errors into x0 errors, and dividing by $\sqrt{1-\bar\alpha_t}$ (tiny at small $t$)
+# blows up x0 errors into eps errors.
+
+# %%
+x0 = mnist.images[:16]
+t = torch.randint(0, 1000, (16,), generator=g)
+noise = torch.randn(x0.shape, generator=g)
+x_t = schedule.q_sample(x0, t, noise)
+assert torch.allclose(schedule.eps_from_x0(x_t, t, x0), noise, atol=1e-3)
+assert torch.allclose(schedule.posterior_mean(schedule.x0_from_eps(x_t, t, noise), x_t, t),
+                      reverse_mean(x_t, t, noise, schedule), atol=1e-3)
+print("x0 -> eps -> x0 and the two means agree")
+
+# %% [markdown]
+# ## 3.5 DDIM: the same model, far fewer steps
+#
+# DDIM (Song et al.) keeps the trained model and changes only the sampler. From $t$ it jumps to an earlier
+# $t'$ by predicting $\hat x_0$ and re-noising it with the *predicted* noise:
+#
+# $$x_{t'} = \sqrt{\bar\alpha_{t'}}\,\hat x_0 + \sqrt{1-\bar\alpha_{t'}-\sigma^2}\,\hat\varepsilon + \sigma z,
+# \qquad \sigma = \eta\sqrt{\tfrac{1-\bar\alpha_{t'}}{1-\bar\alpha_t}}\sqrt{1-\tfrac{\bar\alpha_t}{\bar\alpha_{t'}}} .$$
+#
+# With $\eta = 0$ it is deterministic; with $\eta = 1$ and all 1,000 steps it is DDPM again.
+
+# %%
+rows = []
+real_feats = evaluator_outputs(evaluator, cu.load_mnist(train=False, verbose=False).images)[1]
+fig, axes = plt.subplots(1, 3, figsize=(15, 2.4))
+for ax, n_steps in zip(axes, [10, 25, 50]):
+    start = time.perf_counter()
+    x = cu.ddim_sample(shipped.model, shipped.schedule, (64, 1, 32, 32), steps=n_steps, device="cpu",
+                       generator=torch.Generator().manual_seed(3), progress=False)
+    seconds = time.perf_counter() - start
+    fd = frechet_distance(evaluator_outputs(evaluator, x)[1], real_feats)
+    rows.append((n_steps, seconds, fd))
+    cu.show_images(x[:16], nrow=16, ax=ax, title=f"DDIM-{n_steps}: {seconds:.1f} s for 64, Frechet {fd:.0f}")
+plt.show()
+for n_steps, seconds, fd in rows:
+    print(f"DDIM-{n_steps:3d}: {seconds:5.1f} s for 64 samples, Frechet distance {fd:.0f} (64 samples)")
+assert rows[0][1] < rows[2][1]
+
+# %% [markdown]
+# ## 3.6 Which model, which target? Measured with the evaluator
+#
+# **MLP against U-Net.** A flattened MLP sees the image as 1,024 unrelated numbers; a U-Net shares its
+# filters over all positions. We train both for the same number of steps and compare the Frechet distance
+# of their samples (in fast mode both are barely trained, so the numbers only show the procedure).
+
+# %%
+compare_steps = 15 if FAST else 2000
+results = {}
+for name, net in [("MLP", cu.MLPDenoiser(shape=(1, 32, 32), hidden=512)), ("U-Net", cu.EpsUNet())]:
+    cu.train_denoiser(net, schedule, mnist.images, steps=compare_steps, lr=1e-3, device=device, generator=g,
+                      desc=name)
+    x = cu.ddim_sample(net, schedule, (64, 1, 32, 32), steps=25, device=device, progress=False,
+                       generator=torch.Generator().manual_seed(4)).cpu()
+    results[name] = frechet_distance(evaluator_outputs(evaluator, x)[1], real_feats)
+    print(f"{name:6s}: {cu.count_parameters(net) / 1e6:.2f}M parameters, Frechet {results[name]:.0f} "
+          f"after {compare_steps} steps")
+assert all(v == v for v in results.values())
+
+# %% [markdown]
+# **x0- against eps-prediction**, with the shipped models (same U-Net size, same 13,000 steps), measured on
+# 1,000 samples each by `python -m course_utils evaluate` and stored in their manifests:
+
+# %%
+for name in ("ddpm_x0", "ddpm_eps"):
+    q = cu.load_pretrained(name, device="cpu").info["quality"]
+    print(f"{name:9s}: " + ", ".join(f"{k.split(' ', 1)[1]} Frechet {v:.1f}" for k, v in q.items()
+                                  if k.startswith(name)) + f"  (real-vs-real floor {q['frechet_floor']:.1f})")
+q_x0 = cu.load_pretrained("ddpm_x0", device="cpu").info["quality"]
+assert q_x0["ddpm_x0 DDPM-1000"] < 2 * q_x0["frechet_floor"]
+
+# %% [markdown]
+# Both reach the floor with 1,000 DDPM steps. With 50 DDIM steps the x0-model holds up better here: its
+# clamped $\hat x_0$ is a clean image at every step, while the eps-model's early $\hat x_0$ guesses are noisier.
+#
+# ## Self-assessment
+#
+# 1. Why add sines and cosines of several frequencies rather than $t$ itself?
+# <details><summary>Answer</summary>A single scalar is hard for a network to use; the multi-frequency code makes
+# nearby t similar and distant t distinguishable, and every block can read it through a linear layer.</details>
+#
+# 2. Derive $\mu_\theta$ from the posterior mean and $\hat x_0(\hat\varepsilon)$. Where does the misprint $\sqrt{1-\alpha_t}$ break?
+# <details><summary>Answer</summary>The x0 coefficient times 1/sqrt(alpha_bar_t) combines with the x_t coefficient
+# to 1/sqrt(alpha_t), and the eps term to beta_t / (sqrt(alpha_t) sqrt(1 - alpha_bar_t)). With sqrt(1 - alpha_t) the
+# noise removed per step is far too large for every t > 0.</details>
+#
+# 3. What does DDIM change and what does it keep?
+# <details><summary>Answer</summary>It keeps the trained network and the marginals q(x_t | x_0); it changes the
+# sampler, stepping over a subsequence of timesteps, deterministically when eta = 0.</details>
+#
+# 4. When would you prefer x0-prediction to eps-prediction?
+# <details><summary>Answer</summary>At high noise eps-prediction is easy (x_t is nearly the noise) but x0 derived from
+# it is noisy; at low noise it is the reverse. Measure with the samplers you will use, as above.</details>
