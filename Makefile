@@ -2,6 +2,7 @@
 #   make course   run the course's main job (headless, fast mode) and write build/
 #   make test     every test
 #   make lab      JupyterLab on the notebooks
+#   make notebooks  regenerate solutions/*.ipynb and notebooks/ from solutions/*.py
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -19,7 +20,7 @@ else
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 endif
 
-.PHONY: setup course test lab clean
+.PHONY: setup course test lab notebooks clean
 
 setup: $(STAMP)
 
@@ -34,6 +35,9 @@ course: setup
 
 test: setup
 	$(PY) -m pytest
+
+notebooks: setup
+	$(PY) -m course_utils notebooks
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks

@@ -5,8 +5,6 @@ import pytest
 import torch
 
 matplotlib.use("Agg")
-os.environ.setdefault("COURSE_OFFLINE", "1")
-os.environ.setdefault("COURSE_DEVICE", "cpu")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 

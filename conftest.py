@@ -1,0 +1,6 @@
+"""Test-wide settings, for the unit tests and for nbval on solutions/ alike (kernels inherit them)."""
+import os
+
+os.environ["COURSE_FAST"] = "1"        # notebooks train a few steps, then load the shipped weights
+os.environ["COURSE_OFFLINE"] = "1"     # the offline MNIST subset: no download in tests
+os.environ.setdefault("COURSE_DEVICE", "cpu")
