@@ -69,8 +69,10 @@ METHODS = {
 
 
 def generate(method: str, models: dict, y: torch.Tensor, scale: float, *, steps: int = 50, generator=None,
-             device=None, progress: bool = False) -> torch.Tensor:
+             device=None, progress: bool = False, ddpm_steps: int | None = None) -> torch.Tensor:
     """Guided samples of classes ``y`` [B] by ``method`` (a key of METHODS) at guidance ``scale``.
+
+    ``steps``: DDIM steps; ``ddpm_steps``: steps of the (respaced) DDPM chain, None for all T.
 
     ``models`` maps "ddpm_eps", "noisy_classifier" and "cfg_eps" to loaded
     :class:`~course_utils.pretrained.Pretrained` bundles (only those the method needs).
@@ -86,7 +88,8 @@ def generate(method: str, models: dict, y: torch.Tensor, scale: float, *, steps:
         return ddim_sample(m.model, m.schedule, shape, y=y, cfg_scale=scale, null_label=10, steps=steps, **common)
     m, clf = models["ddpm_eps"], models["noisy_classifier"].model
     if method == "classifier-ddpm":
-        return ddpm_sample(m.model, m.schedule, shape, y=y, classifier=clf, classifier_scale=scale, **common)
+        return ddpm_sample(m.model, m.schedule, shape, y=y, classifier=clf, classifier_scale=scale, steps=ddpm_steps,
+                           **common)
     return ddim_sample(m.model, m.schedule, shape, y=y, classifier=clf, classifier_scale=scale, steps=steps, **common)
 
 

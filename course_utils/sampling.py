@@ -149,7 +149,7 @@ class _Setup:
 @torch.no_grad()
 def ddpm_sample(model, schedule, shape, *, prediction="eps", y=None, classifier=None,
                 classifier_scale=0.0, cfg_scale=None, null_label=10, generator=None, device=None,
-                progress=True, clip_x0=None, autocast=False, callback=None):
+                progress=True, clip_x0=None, autocast=False, callback=None, steps=None):
     """Ancestral sampling, t = T-1 down to 0 (Ho et al., Algorithm 2):
 
         x_T ~ N(0, I)
@@ -161,27 +161,31 @@ def ddpm_sample(model, schedule, shape, *, prediction="eps", y=None, classifier=
     ``classifier``/``classifier_scale``: classifier guidance (the model is then called
     unconditionally). ``cfg_scale``: classifier-free guidance with a conditional model
     (None = off; with ``y`` and no guidance the model is called as ``model(x, t, y)``).
+    ``steps``: ancestral sampling on the respaced chain of that many timesteps
+    (:meth:`NoiseSchedule.respace`); None uses all T.
     ``clip_x0``: clamp x0_hat to [-1, 1] (default: on for 4-D image batches, off otherwise).
-    ``autocast``: bfloat16 autocast for the model (False: off, True: on, None: where it is fast). ``callback(step, t, x_t, x0_hat, last)``
-    sees every step (see :class:`TrajectoryRecorder`). Returns x_0 as float32.
+    ``autocast``: bfloat16 autocast for the model (False: off, True: on, None: where it is fast).
+    ``callback(step, t, x_t, x0_hat, last)`` sees every step (see :class:`TrajectoryRecorder`).
+    Returns x_0 as float32.
     """
     run = _Setup(model, schedule, shape, prediction, y, classifier, classifier_scale, cfg_scale,
                  null_label, generator, device, clip_x0)
-    sch = run.schedule
+    model_ts = ddim_timesteps(run.schedule.T, steps if steps is not None else run.schedule.T)[::-1]
+    # the chain we step on: the schedule itself, or its respaced sub-chain (step i <-> model time model_ts[i])
+    chain = run.schedule if len(model_ts) == run.schedule.T else run.schedule.respace(model_ts)
     x = run.noise()
-    steps = range(sch.T - 1, -1, -1)
-    for i, t_int in enumerate(tqdm(steps, desc="DDPM", disable=not progress, leave=False)):
-        t = run.timesteps(t_int)
-        eps, x0 = run.predict(x, t, autocast)
-        mean = sch.posterior_mean(x0, x, t)
-        var = sch.at(sch.posterior_variance, t, x)
+    for i, k in enumerate(tqdm(range(chain.T - 1, -1, -1), desc="DDPM", disable=not progress, leave=False)):
+        t_model, k_vec = run.timesteps(model_ts[k]), run.timesteps(k)
+        eps, x0 = run.predict(x, t_model, autocast)
+        mean = chain.posterior_mean(x0, x, k_vec)
+        var = chain.at(chain.posterior_variance, k_vec, x)
         if run.use_classifier:
-            mean = guided_mean(mean, var, run.grad(x, t), run.classifier_scale)
+            mean = guided_mean(mean, var, run.grad(x, t_model), run.classifier_scale)
         if callback is not None:
-            callback(i, t_int, x, x0, False)
-        x = mean + var.sqrt() * run.noise() if t_int > 0 else mean
+            callback(i, model_ts[k], x, x0, False)
+        x = mean + var.sqrt() * run.noise() if k > 0 else mean
     if callback is not None:
-        callback(sch.T, -1, x, x, True)
+        callback(chain.T, -1, x, x, True)
     return x
 
 

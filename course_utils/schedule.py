@@ -18,7 +18,7 @@ import math
 import torch
 from torch import nn
 
-SCHEDULE_KINDS = ("linear", "cosine")
+SCHEDULE_KINDS = ("linear", "cosine", "custom")
 
 
 def linear_betas(T: int, beta_start: float, beta_end: float) -> torch.Tensor:
@@ -49,11 +49,15 @@ class NoiseSchedule(nn.Module):
     """
 
     def __init__(self, T: int = 1000, kind: str = "linear", beta_start: float = 1e-4,
-                 beta_end: float = 0.02):
+                 beta_end: float = 0.02, betas: torch.Tensor | None = None):
         super().__init__()
         if not isinstance(T, int) or isinstance(T, bool) or T < 1:
             raise ValueError(f"T must be a positive integer number of steps, got {T!r}")
-        if kind == "linear":
+        if kind == "custom":
+            if betas is None or betas.shape != (T,) or not bool(((betas > 0) & (betas < 1)).all()):
+                raise ValueError(f"a custom schedule needs betas: T={T} values in (0, 1)")
+            betas = betas.double()
+        elif kind == "linear":
             if not 0 < beta_start <= beta_end < 1:
                 raise ValueError("the linear schedule needs 0 < beta_start <= beta_end < 1, "
                                  f"got beta_start={beta_start}, beta_end={beta_end}")
@@ -61,7 +65,7 @@ class NoiseSchedule(nn.Module):
         elif kind == "cosine":
             betas = cosine_betas(T)
         else:
-            raise ValueError(f"unknown schedule kind {kind!r}: expected one of {SCHEDULE_KINDS}")
+            raise ValueError(f"unknown schedule kind {kind!r}: expected one of {SCHEDULE_KINDS[:2]}")
         self.T, self.kind = T, kind
         self.beta_start, self.beta_end = beta_start, beta_end
 
@@ -80,10 +84,23 @@ class NoiseSchedule(nn.Module):
                             ("posterior_coef_x0", coef_x0), ("posterior_coef_xt", coef_xt)]:
             self.register_buffer(name, value.float())
 
+    def respace(self, timesteps) -> "NoiseSchedule":
+        """The schedule of the sub-chain that visits only ``timesteps`` (Nichol and Dhariwal's respacing).
+
+        Its step i goes to ``timesteps[i]`` of this schedule: its alpha_bar is alpha_bars[timesteps[i]],
+        so beta'_i = 1 - alpha_bar'_i / alpha_bar'_{i-1}. Ancestral sampling on it runs in len(timesteps) steps.
+        """
+        ts = sorted(set(int(t) for t in timesteps))
+        if not ts or ts[0] < 0 or ts[-1] >= self.T:
+            raise ValueError(f"timesteps must lie in 0..{self.T - 1}")
+        ab = self.alpha_bars.double().cpu()[ts]
+        prev = torch.cat([torch.ones(1, dtype=torch.float64), ab[:-1]])
+        return NoiseSchedule(T=len(ts), kind="custom", betas=1 - ab / prev).to(self.betas.device)
+
     def extra_repr(self) -> str:
         if self.kind == "linear":
             return f"T={self.T}, kind='linear', beta_start={self.beta_start}, beta_end={self.beta_end}"
-        return f"T={self.T}, kind='cosine'"
+        return f"T={self.T}, kind='{self.kind}'"
 
     def config(self) -> dict:
         """The keyword arguments that rebuild this schedule."""

@@ -176,3 +176,21 @@ def test_classifier_label_out_of_range_is_explained(toy, linear):
 def test_model_output_of_the_wrong_shape_is_explained(linear):
     with pytest.raises(ValueError, match=r"shaped like its input \[4, 2\]"):
         ddim_sample(lambda x, t: x[:, :1], linear, (4, 2), progress=False)
+
+
+def test_respacing_all_timesteps_is_the_schedule_itself(linear):
+    same = linear.respace(range(1000))
+    assert torch.allclose(same.alpha_bars, linear.alpha_bars, rtol=1e-5)
+    assert torch.allclose(same.posterior_variance, linear.posterior_variance, rtol=1e-3, atol=1e-9)
+    sub = linear.respace([0, 499, 999])
+    assert torch.allclose(sub.alpha_bars, linear.alpha_bars[[0, 499, 999]], rtol=1e-5)
+
+
+def test_respaced_ddpm_reproduces_the_mixture_and_guides(toy, linear):
+    x = ddpm_sample(toy.eps_model(linear), linear, (N, 2), steps=100, progress=False,
+                    generator=torch.Generator().manual_seed(12))
+    assert_reproduces_mixture(toy, x)
+    # with 50 coarse steps the one-Gaussian-per-step approximation of the mean shift is rougher than with 1,000
+    x = ddpm_sample(toy.eps_model(linear), linear, (1000, 2), steps=50, y=1, classifier=toy.classifier(linear),
+                    classifier_scale=2.0, progress=False, generator=torch.Generator().manual_seed(13))
+    assert (assign(toy, x) == 1).float().mean() > 0.95

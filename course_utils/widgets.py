@@ -1,0 +1,302 @@
+"""The guidance-scale explorer: move the scale, watch the samples.
+
+The logic is plain functions and a small cache, tested directly; :class:`GuidanceExplorer`
+only wires them to ipywidgets. The same seed gives the same starting noise at every scale,
+so the learner sees one set of noises pulled harder and harder toward the digit.
+"""
+from __future__ import annotations
+
+import io
+import math
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from .evaluation import METHODS, generate, judge
+
+N_SAMPLES = 16                      # a 4x4 grid
+SCALE_RANGES = {                    # (min, max, step) of the slider, per method
+    "classifier-ddpm": (0.0, 20.0, 0.5),
+    "classifier-ddim": (0.0, 20.0, 0.5),
+    "cfg-ddim": (0.0, 8.0, 0.25),
+}
+STEP_RANGE = (5, 100)
+SWEEP_SCALES = {m: [round(lo + i * (hi - lo) / 8, 3) for i in range(9)] for m, (lo, hi, _) in SCALE_RANGES.items()}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One point of the explorer: what to sample."""
+    method: str = "classifier-ddim"
+    digit: int = 9
+    scale: float = 4.0
+    seed: int = 0
+    steps: int = 25
+
+    def check(self) -> "Setting":
+        """Return self, or raise ValueError saying which value is outside what the explorer accepts."""
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if isinstance(self.digit, bool) or not isinstance(self.digit, int) or not 0 <= self.digit <= 9:
+            raise ValueError(f"digit must be an integer 0..9, got {self.digit!r}")
+        lo, hi, _ = SCALE_RANGES[self.method]
+        if not isinstance(self.scale, (int, float)) or math.isnan(self.scale) or not lo <= self.scale <= hi:
+            raise ValueError(f"scale for {self.method} must be a number in [{lo:g}, {hi:g}], got {self.scale!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or not STEP_RANGE[0] <= self.steps <= STEP_RANGE[1]:
+            raise ValueError(f"steps must be an integer in {STEP_RANGE[0]}..{STEP_RANGE[1]}, got {self.steps!r}")
+        return self
+
+    def key(self) -> str:
+        return f"{self.method}_d{self.digit}_s{self.scale:.3f}_seed{self.seed}_n{self.steps}"
+
+
+def load_models(device="cpu") -> dict:
+    """The shipped networks the explorer needs."""
+    from .pretrained import load_pretrained
+
+    return {n: load_pretrained(n, device=device) for n in ("ddpm_eps", "noisy_classifier", "cfg_eps", "evaluator")}
+
+
+def compute(setting: Setting, models: dict) -> dict:
+    """Sample 16 digits for ``setting`` and judge them: images, accuracy, diversity, seconds."""
+    setting.check()
+    start = time.perf_counter()
+    y = torch.full((N_SAMPLES,), setting.digit)
+    images = generate(setting.method, models, y, float(setting.scale), steps=setting.steps,
+                      generator=torch.Generator().manual_seed(setting.seed), device="cpu", ddpm_steps=setting.steps)
+    scores = judge(models["evaluator"].model, images, y)
+    return {"images": images.cpu(), "accuracy": scores["accuracy"], "diversity": scores["diversity"],
+            "seconds": time.perf_counter() - start}
+
+
+class SampleCache:
+    """Results by setting, in memory and (if ``folder`` is given) on disk, one file each.
+
+    A lab room can point every learner at one prepared folder (``COURSE_EXPLORER_CACHE``).
+    """
+
+    def __init__(self, folder: str | Path | None = None):
+        self.memory: dict[str, dict] = {}
+        self.folder = Path(folder) if folder else None
+
+    def path(self, setting: Setting) -> Path:
+        return self.folder / f"{setting.key()}.pt"
+
+    def get(self, setting: Setting) -> dict | None:
+        key = setting.key()
+        if key in self.memory:
+            return self.memory[key]
+        if self.folder and self.path(setting).exists():
+            stored = torch.load(self.path(setting), weights_only=True)
+            result = {"images": stored["images"].float() / 127.5 - 1, "accuracy": float(stored["accuracy"]),
+                      "diversity": float(stored["diversity"]), "seconds": 0.0}
+            self.memory[key] = result
+            return result
+        return None
+
+    def put(self, setting: Setting, result: dict) -> None:
+        self.memory[setting.key()] = result
+        if self.folder:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            images = ((result["images"].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+            tmp = self.path(setting).with_suffix(".tmp")
+            torch.save({"images": images, "accuracy": torch.tensor(result["accuracy"]),
+                        "diversity": torch.tensor(result["diversity"])}, tmp)
+            os.replace(tmp, self.path(setting))
+
+    def curve(self, setting: Setting) -> list[tuple[float, float, float]]:
+        """(scale, accuracy, diversity) of every cached scale for this method, digit, seed and steps."""
+        points = []
+        for s in sorted(set(SWEEP_SCALES[setting.method]) | {setting.scale}):
+            r = self.get(Setting(setting.method, setting.digit, s, setting.seed, setting.steps))
+            if r is not None:
+                points.append((s, r["accuracy"], r["diversity"]))
+        return points
+
+
+def result_for(setting: Setting, models: dict, cache: SampleCache) -> dict:
+    """The cached result, or a new one computed and cached."""
+    result = cache.get(setting.check())
+    if result is None:
+        result = compute(setting, models)
+        cache.put(setting, result)
+    return result
+
+
+def precompute_sweep(setting: Setting, models: dict, cache: SampleCache, progress=None) -> list[dict]:
+    """Fill the cache for every sweep scale of ``setting``'s method (same digit, seed and steps)."""
+    results = []
+    scales = SWEEP_SCALES[setting.method]
+    for i, s in enumerate(scales):
+        results.append(result_for(Setting(setting.method, setting.digit, s, setting.seed, setting.steps), models, cache))
+        if progress is not None:
+            progress(i + 1, len(scales))
+    return results
+
+
+def grid_png(images: torch.Tensor) -> bytes:
+    """A 4x4 grid of images in [-1, 1] as PNG bytes."""
+    import matplotlib.pyplot as plt
+
+    from .plotting import image_grid
+
+    buf = io.BytesIO()
+    plt.imsave(buf, image_grid(images, nrow=4).numpy(), cmap="gray", vmin=0, vmax=1, format="png")
+    return buf.getvalue()
+
+
+def curve_png(points, current: float, method: str) -> bytes:
+    """Accuracy and diversity against scale, with the current scale marked, as PNG bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.2, 2.6), dpi=90)
+    ax = fig.add_subplot(111)
+    ax2 = ax.twinx()
+    if points:
+        s, acc, div = zip(*points)
+        ax.plot(s, acc, "o-", color="tab:blue", label="accuracy")
+        ax2.plot(s, div, "s--", color="tab:orange", label="diversity")
+    ax.axvline(current, color="red", lw=1)
+    lo, hi, _ = SCALE_RANGES[method]
+    ax.set_xlim(lo - 0.2, hi + 0.2)
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xlabel("guidance scale")
+    ax.set_ylabel("accuracy", color="tab:blue")
+    ax2.set_ylabel("diversity", color="tab:orange")
+    ax.set_title("cached scales (red: current)", fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def busy_png(text: str) -> bytes:
+    """A grey placeholder with ``text``, shown while a grid is being computed."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(2.6, 2.6), dpi=100)
+    fig.patch.set_facecolor("#d0d0d0")
+    fig.text(0.5, 0.5, text, ha="center", va="center", fontsize=10, wrap=True)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+class GuidanceExplorer:
+    """The ipywidgets explorer: method, digit, scale, seed and steps; a 4x4 grid, its accuracy and
+    diversity, a plot against scale, and a button that precomputes the whole sweep.
+
+    Computation runs in a worker thread, so the controls stay live; a result is shown only if it
+    still matches the controls, otherwise the latest setting is computed next.
+    """
+
+    def __init__(self, models: dict | None = None, cache: SampleCache | None = None, setting: Setting = Setting(),
+                 background: bool = True):
+        import ipywidgets as W
+
+        self.models = models if models is not None else load_models()
+        folder = os.environ.get("COURSE_EXPLORER_CACHE", str(Path.home() / ".cache" / "course_utils" / "explorer"))
+        self.cache = cache if cache is not None else SampleCache(folder)
+        self.background = background
+        setting.check()
+        lo, hi, step = SCALE_RANGES[setting.method]
+        self.method = W.Dropdown(options=[(v, k) for k, v in METHODS.items()], value=setting.method, description="method")
+        self.digit = W.IntSlider(value=setting.digit, min=0, max=9, description="digit", continuous_update=False)
+        self.scale = W.FloatSlider(value=setting.scale, min=lo, max=hi, step=step, description="scale",
+                                   continuous_update=False)
+        self.seed = W.BoundedIntText(value=setting.seed, min=0, max=10**6, description="seed")
+        self.steps = W.IntSlider(value=setting.steps, min=STEP_RANGE[0], max=STEP_RANGE[1], step=5,
+                                 description="steps", continuous_update=False)
+        self.sweep_button = W.Button(description="precompute sweep", icon="forward")
+        self.grid = W.Image(format="png", width=260, height=260)
+        self.plot = W.Image(format="png", width=380)
+        self.label = W.HTML()
+        self.status = W.HTML()
+        self.shown: Setting | None = None
+        self._lock = threading.Lock()
+        self._worker: threading.Thread | None = None
+        for control in (self.method, self.digit, self.scale, self.seed, self.steps):
+            control.observe(self._on_change, names="value")
+        self.sweep_button.on_click(lambda _: self._start(sweep=True))
+        controls = W.VBox([self.method, self.digit, self.scale, self.seed, self.steps, self.sweep_button, self.status])
+        self.widget = W.HBox([controls, W.VBox([self.grid, self.label]), self.plot])
+        self._on_change(None)
+
+    # ---------------------------------------------------------------- state
+    def current(self) -> Setting:
+        return Setting(self.method.value, int(self.digit.value), float(self.scale.value), int(self.seed.value),
+                       int(self.steps.value))
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+
+    def _on_change(self, change):
+        if change is not None and change["owner"] is self.method:
+            lo, hi, step = SCALE_RANGES[self.method.value]
+            with self.scale.hold_trait_notifications():
+                self.scale.min, self.scale.max, self.scale.step = lo, hi, step
+                self.scale.value = min(max(self.scale.value, lo), hi)
+        setting = self.current()
+        cached = self.cache.get(setting)
+        if cached is not None:
+            self._show(setting, cached)
+        else:
+            self.grid.value = busy_png(f"computing\n{setting.method}\nscale {setting.scale:g}")
+            self.label.value = "<i>computing...</i>"
+            self.shown = None
+            self._start()
+
+    def _show(self, setting: Setting, result: dict) -> None:
+        self.grid.value = grid_png(result["images"])
+        self.label.value = (f"<b>digit {setting.digit}, scale {setting.scale:g}</b>: accuracy "
+                            f"<b>{result['accuracy']:.0%}</b>, diversity <b>{result['diversity']:.1f}</b>")
+        self.plot.value = curve_png(self.cache.curve(setting), setting.scale, setting.method)
+        self.shown = setting
+
+    # ----------------------------------------------------------- computing
+    def _start(self, sweep: bool = False) -> None:
+        if self.background:
+            with self._lock:
+                if self._worker is not None and self._worker.is_alive() and not sweep:
+                    return          # the running worker picks up the latest setting when it finishes
+                self._worker = threading.Thread(target=self._work, args=(sweep,), daemon=True)
+                self._worker.start()
+        else:
+            self._work(sweep)
+
+    def _work(self, sweep: bool) -> None:
+        try:
+            if sweep:
+                setting = self.current()
+                precompute_sweep(setting, self.models, self.cache,
+                                 progress=lambda i, n: setattr(self.status, "value", f"sweep {i}/{n}"))
+                self.status.value = "sweep cached"
+            while True:
+                setting = self.current()
+                if self.shown == setting:
+                    break
+                self.status.value = "<span style='color:#b60'>computing...</span>"
+                result = result_for(setting, self.models, self.cache)
+                if self.current() == setting:   # show only what matches the controls now
+                    self._show(setting, result)
+                    self.status.value = f"done in {result['seconds']:.1f} s" if result["seconds"] else "from cache"
+                    break
+        except Exception as err:  # shown to the learner, never raised into the widget's event loop
+            self.status.value = f"<span style='color:red'>error: {type(err).__name__}: {err}</span>"
+
+    def wait(self, timeout: float = 120.0) -> None:
+        """Block until the worker is done (for tests and scripts)."""
+        deadline = time.time() + timeout
+        while self._worker is not None and self._worker.is_alive() and time.time() < deadline:
+            self._worker.join(0.05)

@@ -1,0 +1,90 @@
+"""The guidance explorer, driven as a learner would: set each control and check what is shown."""
+import math
+
+import pytest
+import torch
+
+from course_utils import widgets
+from course_utils.widgets import GuidanceExplorer, SampleCache, Setting
+
+
+@pytest.fixture(scope="module")
+def models():
+    return widgets.load_models()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(method="magic"), "method must be one of"),
+    (dict(digit=10), r"digit must be an integer 0\.\.9"),
+    (dict(digit=-1), r"digit must be an integer 0\.\.9"),
+    (dict(scale=-1.0), r"scale for classifier-ddim must be a number in \[0, 20\]"),
+    (dict(scale=math.nan), "scale"),
+    (dict(method="cfg-ddim", scale=9.0), r"\[0, 8\]"),
+    (dict(seed=-3), "seed"),
+    (dict(steps=1000), r"steps must be an integer in 5\.\.100"),
+])
+def test_bad_settings_are_explained(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Setting(**kwargs).check()
+
+
+def test_compute_and_cache_on_disk(models, tmp_path):
+    s = Setting("cfg-ddim", 3, 2.0, 0, 5)
+    result = widgets.compute(s, models)
+    assert result["images"].shape == (16, 1, 32, 32) and 0 <= result["accuracy"] <= 1
+    cache = SampleCache(tmp_path)
+    cache.put(s, result)
+    again = SampleCache(tmp_path).get(s)        # a fresh cache reads the file
+    assert again is not None and again["accuracy"] == pytest.approx(result["accuracy"])
+    assert (again["images"] - result["images"].clamp(-1, 1)).abs().max() < 0.01
+    assert SampleCache(tmp_path).get(Setting("cfg-ddim", 3, 2.5, 0, 5)) is None
+
+
+def test_same_seed_same_start_across_scales(models):
+    a = widgets.compute(Setting("classifier-ddim", 1, 0.0, 7, 5), models)["images"]
+    b = widgets.compute(Setting("classifier-ddim", 1, 0.0, 7, 5), models)["images"]
+    c = widgets.compute(Setting("classifier-ddim", 1, 0.0, 8, 5), models)["images"]
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_explorer_follows_its_controls(models, tmp_path):
+    ex = GuidanceExplorer(models, SampleCache(tmp_path), Setting("cfg-ddim", 9, 0.0, 0, 5), background=False)
+    assert ex.shown == ex.current()
+    first_grid, first_label = ex.grid.value, ex.label.value
+    assert "accuracy" in first_label and "scale 0" in first_label
+    ex.scale.value = 3.0
+    assert ex.shown == Setting("cfg-ddim", 9, 3.0, 0, 5)
+    assert ex.grid.value != first_grid and "scale 3" in ex.label.value
+    ex.digit.value = 4
+    assert "digit 4" in ex.label.value and ex.shown.digit == 4
+    ex.seed.value = 5
+    assert ex.shown.seed == 5
+    # switching method clamps the scale into that method's range, and the grid follows
+    ex.scale.value = 8.0
+    ex.method.value = "classifier-ddpm"
+    assert (ex.scale.min, ex.scale.max) == (0.0, 20.0) and ex.shown.method == "classifier-ddpm"
+    ex.scale.value = 20.0
+    ex.method.value = "cfg-ddim"
+    assert ex.scale.value == 8.0 and ex.shown == ex.current()
+
+
+def test_sweep_button_caches_every_scale_and_draws_the_curve(models, tmp_path, monkeypatch):
+    monkeypatch.setitem(widgets.SWEEP_SCALES, "cfg-ddim", [0.0, 2.0, 4.0])
+    cache = SampleCache(tmp_path)
+    ex = GuidanceExplorer(models, cache, Setting("cfg-ddim", 2, 2.0, 0, 5), background=False)
+    plot_before = ex.plot.value
+    ex.sweep_button.click()
+    assert len(cache.curve(ex.current())) == 3 and "sweep cached" in ex.status.value
+    ex.scale.value = 4.0                 # now cached: shown at once, and the plot has three points
+    assert ex.shown.scale == 4.0 and ex.plot.value != plot_before
+
+
+def test_moving_the_slider_while_computing_never_shows_a_stale_grid(models, tmp_path):
+    ex = GuidanceExplorer(models, SampleCache(tmp_path), Setting("classifier-ddim", 9, 0.0, 0, 5), background=True)
+    ex.wait()
+    for value in (1.0, 2.0, 6.0):        # faster than the worker can follow
+        ex.scale.value = value
+        assert ex.shown is None or ex.shown == ex.current()
+    ex.wait()
+    assert ex.shown == ex.current() and ex.shown.scale == 6.0
+    assert "scale 6" in ex.label.value and "error" not in ex.status.value
