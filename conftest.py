@@ -1,6 +1,9 @@
 """Test-wide settings, for the unit tests and for nbval on solutions/ alike (kernels inherit them)."""
 import os
+import tempfile
 
 os.environ["COURSE_FAST"] = "1"        # notebooks train a few steps, then load the shipped weights
 os.environ["COURSE_OFFLINE"] = "1"     # the offline MNIST subset: no download in tests
 os.environ.setdefault("COURSE_DEVICE", "cpu")
+# the explorer's disk cache: a fresh folder for each test run, not the learner's own cache
+os.environ["COURSE_EXPLORER_CACHE"] = tempfile.mkdtemp(prefix="explorer-cache-")

@@ -222,8 +222,9 @@ class GuidanceExplorer:
         self.label = W.HTML()
         self.status = W.HTML()
         self.shown: Setting | None = None
-        self._lock = threading.Lock()
-        self._worker: threading.Thread | None = None
+        self._lock = threading.RLock()
+        self._running = False
+        self._workers: list[threading.Thread] = []
         for control in (self.method, self.digit, self.scale, self.seed, self.steps):
             control.observe(self._on_change, names="value")
         self.sweep_button.on_click(lambda _: self._start(sweep=True))
@@ -242,6 +243,10 @@ class GuidanceExplorer:
         display(self.widget)
 
     def _on_change(self, change):
+        with self._lock:
+            self._update(change)
+
+    def _update(self, change):
         if change is not None and change["owner"] is self.method:
             lo, hi, step = SCALE_RANGES[self.method.value]
             with self.scale.hold_trait_notifications():
@@ -257,46 +262,67 @@ class GuidanceExplorer:
             self.shown = None
             self._start()
 
-    def _show(self, setting: Setting, result: dict) -> None:
+    def _show(self, setting: Setting, result: dict, status: str = "from cache") -> None:
+        # the label goes last: once it names the new setting, grid, plot and status already match it
+        self.plot.value = curve_png(self.cache.curve(setting), setting.scale, setting.method)
         self.grid.value = grid_png(result["images"])
+        self.status.value = status
         self.label.value = (f"<b>digit {setting.digit}, scale {setting.scale:g}</b>: accuracy "
                             f"<b>{result['accuracy']:.0%}</b>, diversity <b>{result['diversity']:.1f}</b>")
-        self.plot.value = curve_png(self.cache.curve(setting), setting.scale, setting.method)
         self.shown = setting
 
     # ----------------------------------------------------------- computing
     def _start(self, sweep: bool = False) -> None:
-        if self.background:
-            with self._lock:
-                if self._worker is not None and self._worker.is_alive() and not sweep:
-                    return          # the running worker picks up the latest setting when it finishes
-                self._worker = threading.Thread(target=self._work, args=(sweep,), daemon=True)
-                self._worker.start()
-        else:
-            self._work(sweep)
+        target = self._sweep if sweep else self._follow
+        if not self.background:
+            target()
+            return
+        with self._lock:
+            if not sweep:
+                if self._running:
+                    return          # the running worker picks up the latest setting before it stops
+                self._running = True
+            worker = threading.Thread(target=target, daemon=True)
+            self._workers.append(worker)
+            worker.start()
 
-    def _work(self, sweep: bool) -> None:
+    def _follow(self) -> None:
+        """Compute until what is shown matches the controls; show only results that still match."""
         try:
-            if sweep:
-                setting = self.current()
-                precompute_sweep(setting, self.models, self.cache,
-                                 progress=lambda i, n: setattr(self.status, "value", f"sweep {i}/{n}"))
-                self.status.value = "sweep cached"
             while True:
-                setting = self.current()
-                if self.shown == setting:
-                    break
+                with self._lock:     # decide to stop under the lock, so no change slips in between
+                    setting = self.current()
+                    if self.shown == setting:
+                        self._running = False
+                        return
                 self.status.value = "<span style='color:#b60'>computing...</span>"
                 result = result_for(setting, self.models, self.cache)
-                if self.current() == setting:   # show only what matches the controls now
-                    self._show(setting, result)
-                    self.status.value = f"done in {result['seconds']:.1f} s" if result["seconds"] else "from cache"
-                    break
+                with self._lock:     # a change arriving now waits in its observer, which then redraws
+                    if self.current() == setting:
+                        self._show(setting, result,
+                                   f"done in {result['seconds']:.1f} s" if result["seconds"] else "from cache")
         except Exception as err:  # shown to the learner, never raised into the widget's event loop
+            with self._lock:
+                self._running = False
+            self.status.value = f"<span style='color:red'>error: {type(err).__name__}: {err}</span>"
+
+    def _sweep(self) -> None:
+        """Precompute every sweep scale of the current method and digit, then redraw the plot."""
+        try:
+            setting = self.current()
+            precompute_sweep(setting, self.models, self.cache,
+                             progress=lambda i, n: setattr(self.status, "value", f"sweep {i}/{n}"))
+            self.status.value = "sweep cached"
+            now = self.current()
+            self.plot.value = curve_png(self.cache.curve(now), now.scale, now.method)
+            if self.shown != now:
+                self._start()
+        except Exception as err:
             self.status.value = f"<span style='color:red'>error: {type(err).__name__}: {err}</span>"
 
     def wait(self, timeout: float = 120.0) -> None:
-        """Block until the worker is done (for tests and scripts)."""
+        """Block until every worker is done (for tests and scripts)."""
         deadline = time.time() + timeout
-        while self._worker is not None and self._worker.is_alive() and time.time() < deadline:
-            self._worker.join(0.05)
+        for worker in list(self._workers):
+            worker.join(max(0.0, deadline - time.time()))
+        self._workers = [w for w in self._workers if w.is_alive()]
