@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 import course_utils as cu
 from course_utils import checks
-from course_utils.evaluation import generate, judge
+from course_utils.evaluation import sweep_grids
 
 FAST = cu.fast_mode()
 g = cu.seed_everything(0)
@@ -121,7 +121,7 @@ checks.check_guided_mean(shift_mean)
 
 # %%
 @torch.no_grad()
-def guided_ddpm(eps_model, classifier, n, y, scale, generator):
+def guided_ddpm(eps_model, classifier, n, y, scale, generator, grad_at_mean=False):
     x = torch.randn(n, 2, generator=generator)
     labels = torch.full((n,), y)
     for t_int in range(schedule.T - 1, -1, -1):
@@ -129,7 +129,10 @@ def guided_ddpm(eps_model, classifier, n, y, scale, generator):
         eps = eps_model(x, t)                                           # 1. predict the noise
         mean = schedule.posterior_mean(schedule.x0_from_eps(x, t, eps), x, t)   # 2. unconditional mean
         var = schedule.posterior_variance[t_int]
-        grad = grad_log_p(classifier, x, t, labels)                     # 3. classifier gradient at x_t
+        if grad_at_mean:                                                # (section 5.7: g at mu, for step t-1)
+            grad = grad_log_p(classifier, mean, torch.full((n,), max(t_int - 1, 0)), labels)
+        else:
+            grad = grad_log_p(classifier, x, t, labels)                 # 3. classifier gradient at x_t
         mean = shift_mean(mean, var, grad, scale)                       # 4. guided mean
         x = mean + var.sqrt() * torch.randn(x.shape, generator=generator) if t_int > 0 else mean  # 5. no noise at t=0
     return x
@@ -251,22 +254,9 @@ assert share["the source's line"] < 0.2 < share["sigma_t scale"] < share["correc
 # $t-1$). Since $\mu$ and $x_t$ differ by a small step, the two agree closely; measured on the toy:
 
 # %%
-@torch.no_grad()
-def guided_ddpm_grad_at_mean(eps_model, classifier, n, y, scale, generator):
-    x = torch.randn(n, 2, generator=generator)
-    labels = torch.full((n,), y)
-    for t_int in range(schedule.T - 1, -1, -1):
-        t = torch.full((n,), t_int)
-        mean = schedule.mean_from_eps(x, t, eps_model(x, t))
-        var = schedule.posterior_variance[t_int]
-        grad = grad_log_p(classifier, mean, torch.full((n,), max(t_int - 1, 0)), labels)
-        mean = shift_mean(mean, var, grad, scale)
-        x = mean + var.sqrt() * torch.randn(x.shape, generator=generator) if t_int > 0 else mean
-    return x
-
-
-for where, sampler in [("at x_t", guided_ddpm), ("at the mean", guided_ddpm_grad_at_mean)]:
-    pts = sampler(toy.eps_model(schedule), toy.classifier(schedule), 1000, target, 1.0, torch.Generator().manual_seed(10))
+for where, at_mean in [("at x_t", False), ("at the mean", True)]:
+    pts = guided_ddpm(toy.eps_model(schedule), toy.classifier(schedule), 1000, target, 1.0,
+                      torch.Generator().manual_seed(10), grad_at_mean=at_mean)
     frac = (torch.cdist(pts, toy.means).argmin(1) == target).float().mean().item()
     print(f"gradient {where:12s}: {frac:.1%} in class 2, mean position {pts.mean(0).tolist()}")
     assert frac > 0.95
@@ -281,15 +271,8 @@ for where, sampler in [("at x_t", guided_ddpm), ("at the mean", guided_ddpm_grad
 # %%
 models = {n: cu.load_pretrained(n, device="cpu") for n in ("ddpm_eps", "noisy_classifier")}
 evaluator = cu.load_pretrained("evaluator", device="cpu").model
-sweep = [0.0, 1.0, 2.0, 4.0, 8.0]
-y = torch.full((16,), 9)
-fig, axes = plt.subplots(1, len(sweep), figsize=(3.2 * len(sweep), 3.6))
-measured = {}
-for ax, s in zip(axes, sweep):
-    x = generate("classifier-ddim", models, y, s, steps=25, generator=torch.Generator().manual_seed(11), device="cpu")
-    measured[s] = judge(evaluator, x, y)
-    cu.show_images(x, nrow=4, ax=ax, title=f"s = {s:g}\naccuracy {measured[s]['accuracy']:.0%}, "
-                                            f"diversity {measured[s]['diversity']:.0f}")
+measured = sweep_grids("classifier-ddim", models, evaluator, torch.full((16,), 9), [0.0, 1.0, 2.0, 4.0, 8.0],
+                       steps=25, seed=11)
 plt.show()
 assert measured[0.0]["accuracy"] < 0.5 and measured[4.0]["accuracy"] >= 0.75
 assert measured[8.0]["diversity"] < measured[0.0]["diversity"]

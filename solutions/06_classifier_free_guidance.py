@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 import course_utils as cu
 from course_utils import checks
-from course_utils.evaluation import evaluator_outputs, frechet_distance, generate, judge
+from course_utils.evaluation import generate, judge, sweep_grids
 
 FAST = cu.fast_mode()
 g = cu.seed_everything(0)
@@ -124,14 +124,8 @@ print(f"one network, two predictions: |eps_c - eps_u| = {(eps_c - eps_u).norm() 
 # %%
 evaluator = cu.load_pretrained("evaluator", device="cpu").model
 models = {n: cu.load_pretrained(n, device="cpu") for n in ("ddpm_eps", "noisy_classifier", "cfg_eps")}
-sweep, y9 = [0.0, 1.0, 2.0, 3.0, 5.0], torch.full((16,), 9)
-fig, axes = plt.subplots(1, len(sweep), figsize=(3.2 * len(sweep), 3.6))
-cfg_measured = {}
-for ax, s in zip(axes, sweep):
-    x = generate("cfg-ddim", models, y9, s, steps=25, generator=torch.Generator().manual_seed(1), device="cpu")
-    cfg_measured[s] = judge(evaluator, x, y9)
-    cu.show_images(x, nrow=4, ax=ax, title=f"s = {s:g}\naccuracy {cfg_measured[s]['accuracy']:.0%}, "
-                                            f"diversity {cfg_measured[s]['diversity']:.0f}")
+cfg_measured = sweep_grids("cfg-ddim", models, evaluator, torch.full((16,), 9), [0.0, 1.0, 2.0, 3.0, 5.0],
+                           steps=25, seed=1)
 plt.show()
 assert cfg_measured[0.0]["accuracy"] < 0.5 and cfg_measured[2.0]["accuracy"] >= 0.9
 assert cfg_measured[5.0]["diversity"] < cfg_measured[1.0]["diversity"]
