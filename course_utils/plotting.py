@@ -29,7 +29,7 @@ def show_images(images: torch.Tensor, nrow: int | None = None, title: str | None
         n = nrow or math.ceil(math.sqrt(images.shape[0]))
         _, ax = plt.subplots(figsize=(min(12, 0.7 * n + 1), min(12, 0.7 * math.ceil(images.shape[0] / n) + 1)))
     grid = image_grid(images, nrow)
-    ax.imshow(grid, cmap="gray", vmin=0, vmax=1)
+    ax.imshow(grid.numpy(), cmap="gray", vmin=0, vmax=1)
     ax.set_axis_off()
     if title:
         ax.set_title(title)
@@ -48,10 +48,10 @@ def plot_schedules(*schedules, names=None, axes=None):
         _, axes = plt.subplots(1, 3, figsize=(13, 3.4))
     names = names or [repr(s.kind) for s in schedules]
     for s, name in zip(schedules, names):
-        t = torch.arange(s.T)
-        axes[0].plot(t, s.betas.cpu(), label=name)
-        axes[1].plot(t, s.alpha_bars.cpu(), label=name)
-        axes[2].plot(t, torch.log10(s.snr().cpu()), label=name)
+        t = torch.arange(s.T).numpy()
+        axes[0].plot(t, s.betas.cpu().numpy(), label=name)
+        axes[1].plot(t, s.alpha_bars.cpu().numpy(), label=name)
+        axes[2].plot(t, torch.log10(s.snr().cpu()).numpy(), label=name)
     for ax, title in zip(axes, [r"$\beta_t$", r"$\bar\alpha_t$", r"$\log_{10}\,\mathrm{SNR}(t)$"]):
         ax.set_title(title)
         ax.set_xlabel("t")
@@ -64,10 +64,10 @@ def plot_losses(losses, ax=None, window: int = 50, title: str = "training loss")
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3))
     y = torch.as_tensor(losses, dtype=torch.float64)
-    ax.plot(y, alpha=0.3, label="per step")
+    ax.plot(y.numpy(), alpha=0.3, label="per step")
     if len(y) >= window:
         smooth = torch.nn.functional.avg_pool1d(y[None, None], window, stride=1)[0, 0]
-        ax.plot(range(window - 1, len(y)), smooth, label=f"mean of {window}")
+        ax.plot(range(window - 1, len(y)), smooth.numpy(), label=f"mean of {window}")
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_title(title)
@@ -87,7 +87,7 @@ def plot_trajectory(recorder, n: int = 4, show_x0: bool = True):
             r = i * (2 if show_x0 else 1)
             panels = [(r, recorder.x_t[j][i])] + ([(r + 1, recorder.x0[j][i])] if show_x0 else [])
             for row, img in panels:
-                axes[row, j].imshow(((img[0].clamp(-1, 1) + 1) / 2), cmap="gray", vmin=0, vmax=1)
+                axes[row, j].imshow(((img[0].clamp(-1, 1) + 1) / 2).numpy(), cmap="gray", vmin=0, vmax=1)
                 axes[row, j].set_axis_off()
         axes[0, j].set_title(label, fontsize=8)
     if show_x0:

@@ -159,12 +159,22 @@ def sample_x0_model(net, n, generator):
 
 
 ours = sample_x0_model(shipped.model, n, torch.Generator().manual_seed(1))
+trajectory = cu.TrajectoryRecorder(every=125)          # keeps x_t and x0_hat every 125 steps
 package = cu.ddpm_sample(shipped.model, shipped.schedule, (n, 1, 32, 32), prediction="x0",
-                         generator=torch.Generator().manual_seed(1), device="cpu")
+                         generator=torch.Generator().manual_seed(1), device="cpu", callback=trajectory)
 cu.show_images(ours, nrow=8, title="our loop, shipped ddpm_x0 (DDPM-1000)")
 plt.show()
 print("largest difference from ddpm_sample:", (ours - package).abs().max().item())
 assert torch.allclose(ours, package, atol=1e-3)
+
+# %% [markdown]
+# The same run, step by step: $x_t$ (upper row of each pair) and the network's guess $\hat x_0$ (lower row).
+# The guess settles on a digit long before the noise is gone; the last few hundred steps refine strokes.
+
+# %%
+cu.plot_trajectory(trajectory, n=3)
+plt.show()
+assert trajectory.t[0] == 999 and trajectory.t[-1] == -1 and len(trajectory.x0) == len(trajectory.t)
 
 # %% [markdown]
 # ## 2.6 Short training gives poor samples: measured, not eyeballed

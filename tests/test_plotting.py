@@ -1,0 +1,31 @@
+import matplotlib.pyplot as plt
+import pytest
+import torch
+
+from course_utils import (NoiseSchedule, TrajectoryRecorder, ddim_sample, image_grid, plot_losses, plot_schedules,
+                          plot_trajectory, show_images)
+
+
+def test_image_grid_tiles_and_rescales():
+    x = torch.full((5, 1, 4, 4), 1.0)
+    x[0] = -1.0
+    grid = image_grid(x, nrow=3, pad=1)
+    assert grid.shape == (2 * 5 + 1, 3 * 5 + 1)
+    assert grid[1, 1] == 0.0 and grid[1, 6] == 1.0      # first image black, second white
+    with pytest.raises(ValueError, match=r"\[B, 1, H, W\]"):
+        image_grid(torch.zeros(2, 3, 4, 4))
+
+
+def test_plots_draw_what_they_are_given():
+    s = NoiseSchedule()
+    axes = plot_schedules(s, NoiseSchedule(kind="cosine"), names=["linear", "cosine"])
+    assert len(axes[0].lines) == 2 and axes[1].get_title() == r"$\bar\alpha_t$"
+    ax = plot_losses([1.0 / (i + 1) for i in range(100)], window=10)
+    assert len(ax.lines) == 2
+    ax = show_images(torch.zeros(4, 1, 8, 8), labels=[1, 2, 3, 4])
+    assert len(ax.texts) == 4
+    rec = TrajectoryRecorder(every=10)
+    ddim_sample(lambda x, t: torch.zeros_like(x), s, (3, 1, 8, 8), steps=30, callback=rec, progress=False)
+    fig = plot_trajectory(rec, n=2)
+    assert len(fig.axes) == 2 * 2 * len(rec.t)
+    plt.close("all")
