@@ -18,7 +18,6 @@
 # steps of the respaced DDPM chain.
 
 # %%
-import course_utils as cu
 from course_utils.widgets import GuidanceExplorer, Setting
 
 explorer = GuidanceExplorer(setting=Setting(method="cfg-ddim", digit=9, scale=1.0, seed=0, steps=10))

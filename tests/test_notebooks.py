@@ -1,13 +1,12 @@
 """The notebooks: generated files in sync with solutions/*.py, exercises stripped in the student
 versions, nbgrader metadata, and every student notebook stopping at its first exercise."""
-import json
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from course_utils.notebooks import BEGIN, END, SOLUTIONS, STUDENT, build, dumps, sources, strip_solutions
+from course_utils.notebooks import BEGIN, END, STUDENT, build, dumps, sources, strip_solutions
 
 SOURCES = sources()
 

@@ -6,7 +6,7 @@ import shutil
 import pytest
 import torch
 
-from course_utils import ddim_sample, load_mnist
+from course_utils import load_mnist
 from course_utils.evaluation import generate, judge
 from course_utils.pretrained import NAMES, WEIGHTS_DIR, WeightsError, load_pretrained, manifest, sha256_of
 
