@@ -132,6 +132,7 @@ def train_recipe(name: str, *, steps: int | None = None, device=None, weights_di
                      optimizer=optimizer, scheduler=scheduler, ema=ema, device=device, generator=generator,
                      progress=progress, desc=f"train {name}", callback=save_checkpoint, start_step=start)
     seconds += time.perf_counter() - clock
+    all_losses = losses + new_losses
     final = ema.model if ema is not None else model
     info = {
         "name": name,
@@ -144,7 +145,7 @@ def train_recipe(name: str, *, steps: int | None = None, device=None, weights_di
         "data": f"MNIST {data.source}, {len(data.labels)} training digits",
         "steps": steps, "batch_size": r.batch_size, "lr": r.lr, "ema_decay": r.ema_decay, "seed": seed,
         "train_seconds": round(seconds, 1), "train_device": str(device),
-        "final_loss": round(sum((losses + new_losses)[-200:]) / max(1, len((losses + new_losses)[-200:])), 5),
+        "final_loss": round(sum(all_losses[-200:]) / max(1, len(all_losses[-200:])), 5),
         "quality": {},
     }
     return save_weights(final.float(), name, info, weights_dir)

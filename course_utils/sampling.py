@@ -16,6 +16,13 @@ from .guidance import cfg_eps, check_labels, check_scale, classifier_grad, guide
 PREDICTIONS = ("eps", "x0")
 
 
+def check_prediction(prediction: str) -> str:
+    """What a model outputs must be "eps" or "x0"."""
+    if prediction not in PREDICTIONS:
+        raise ValueError(f"prediction must be 'eps' or 'x0', got {prediction!r}")
+    return prediction
+
+
 class TrajectoryRecorder:
     """A sampler callback that keeps the states of a run, every ``every`` steps and at the end.
 
@@ -98,8 +105,7 @@ class _Setup:
 
     def __init__(self, model, schedule, shape, prediction, y, classifier, classifier_scale,
                  cfg_scale, null_label, generator, device, clip_x0):
-        if prediction not in PREDICTIONS:
-            raise ValueError(f"prediction must be 'eps' or 'x0', got {prediction!r}")
+        check_prediction(prediction)
         try:
             shape = tuple(int(s) for s in shape)
         except TypeError:

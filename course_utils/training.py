@@ -15,8 +15,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .device import autocast_for, bf16_is_fast, pick_device
+from .sampling import check_prediction
 
-PREDICTIONS = ("eps", "x0")
 
 
 class EMA:
@@ -68,8 +68,7 @@ def denoiser_loss(model, schedule, x0, y=None, *, prediction="eps", cond_drop=0.
     with probability ``cond_drop`` (conditioning dropout), so the same network also
     learns the unconditional model that classifier-free guidance needs.
     """
-    if prediction not in PREDICTIONS:
-        raise ValueError(f"prediction must be 'eps' or 'x0', got {prediction!r}")
+    check_prediction(prediction)
     b, dev = x0.shape[0], x0.device
     t = torch.randint(0, schedule.T, (b,), generator=generator).to(dev)
     noise = torch.randn(x0.shape, generator=generator).to(dev)
@@ -153,6 +152,12 @@ def fit(model: nn.Module, loss_fn: Callable, tensors, *, steps: int, batch_size:
     return losses
 
 
+def _schedule_for(schedule, fit_kwargs):
+    """The schedule on the device ``fit`` will train on, so no step copies its buffers."""
+    device = fit_kwargs.get("device")
+    return schedule.to(torch.device(device) if device is not None else pick_device())
+
+
 def train_denoiser(model, schedule, images, labels=None, *, steps: int, prediction: str = "eps",
                    cond_drop: float = 0.1, null_label: int = 10, lr: float = 1e-3, **kwargs) -> list[float]:
     """Train an eps- or x0-prediction denoiser (see :func:`denoiser_loss`); return the losses.
@@ -160,13 +165,10 @@ def train_denoiser(model, schedule, images, labels=None, *, steps: int, predicti
     Pass ``labels`` to train a class-conditional model with conditioning dropout
     ``cond_drop``. Other keywords go to :func:`fit` (batch_size, ema, device, ...).
     """
-    if prediction not in PREDICTIONS:
-        raise ValueError(f"prediction must be 'eps' or 'x0', got {prediction!r}")
+    check_prediction(prediction)
     if not 0 <= cond_drop <= 1:
         raise ValueError(f"cond_drop is a probability in [0, 1], got {cond_drop}")
-    gen = kwargs.get("generator")
-    device = kwargs.get("device")
-    schedule = schedule.to(torch.device(device) if device is not None else pick_device())
+    gen, schedule = kwargs.get("generator"), _schedule_for(schedule, kwargs)
 
     def loss_fn(m, x0, y=None):
         return denoiser_loss(m, schedule, x0, y, prediction=prediction, cond_drop=cond_drop,
@@ -180,9 +182,7 @@ def train_denoiser(model, schedule, images, labels=None, *, steps: int, predicti
 def train_classifier(classifier, schedule, images, labels, *, steps: int, lr: float = 1e-3,
                      **kwargs) -> list[float]:
     """Train a noise-aware classifier on x_t at random t (see :func:`noisy_classifier_loss`)."""
-    gen = kwargs.get("generator")
-    device = kwargs.get("device")
-    schedule = schedule.to(torch.device(device) if device is not None else pick_device())
+    gen, schedule = kwargs.get("generator"), _schedule_for(schedule, kwargs)
 
     def loss_fn(m, x0, y):
         return noisy_classifier_loss(m, schedule, x0, y, generator=gen)
