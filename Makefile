@@ -1,5 +1,5 @@
 # The course's commands. Each creates the virtual environment on first use.
-#   make course   run the course's main job (headless, fast mode) and write build/
+#   make course   run the course's main job: the notebooks as a learner runs them (headless), into build/
 #   make test     every test
 #   make lab      JupyterLab on the notebooks
 #   make notebooks  regenerate solutions/*.ipynb and notebooks/ from solutions/*.py
@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 course: setup
-	COURSE_FAST=1 $(PY) -m course_utils course --out build
+	$(PY) -m course_utils course --out build
 
 test: setup
 	$(PY) -m pytest

@@ -3,25 +3,28 @@
 Everything the notebooks and the tests rely on is importable from here.
 """
 from .data import MNIST, load_mnist, to_model_range
-from .device import autocast_for, bf16_is_fast, fast_mode, pick_device, seed_everything
+from .device import autocast_for, bf16_is_fast, fast_mode, pick_device, seed_everything, training_minutes
 from .guidance import cfg_eps, check_labels, check_scale, classifier_grad, guided_eps, guided_mean
 from .models import (EpsUNet, Evaluator, MLPDenoiser, NoisyClassifier, TimeMapUNet, UNet,
                      count_parameters, sinusoidal_embedding, time_map)
 from .plotting import image_grid, plot_losses, plot_schedules, plot_trajectory, show_images
 from .sampling import TrajectoryRecorder, ddim_sample, ddim_timesteps, ddpm_sample, predict
 from .schedule import NoiseSchedule
-from .pretrained import load_pretrained
+from .live import LiveView, sample_preview
+from .pretrained import load_model, load_pretrained, my_models_dir, save_my_model
 from .toy import GaussianMixture2D
-from .training import EMA, denoiser_loss, fit, noisy_classifier_loss, train_classifier, train_denoiser
+from .training import (EMA, Budget, denoiser_loss, fit, noisy_classifier_loss, one_cycle, train_classifier,
+                       train_denoiser)
 
 __all__ = [
     "MNIST", "load_mnist", "to_model_range",
-    "autocast_for", "bf16_is_fast", "fast_mode", "pick_device", "seed_everything",
+    "autocast_for", "bf16_is_fast", "fast_mode", "pick_device", "seed_everything", "training_minutes",
     "cfg_eps", "check_labels", "check_scale", "classifier_grad", "guided_eps", "guided_mean",
     "EpsUNet", "Evaluator", "MLPDenoiser", "NoisyClassifier", "TimeMapUNet", "UNet",
     "count_parameters", "sinusoidal_embedding", "time_map",
     "image_grid", "plot_losses", "plot_schedules", "plot_trajectory", "show_images",
     "TrajectoryRecorder", "ddim_sample", "ddim_timesteps", "ddpm_sample", "predict",
-    "NoiseSchedule", "GaussianMixture2D", "load_pretrained",
-    "EMA", "denoiser_loss", "fit", "noisy_classifier_loss", "train_classifier", "train_denoiser",
+    "NoiseSchedule", "GaussianMixture2D", "LiveView", "sample_preview", "load_model", "load_pretrained", "my_models_dir",
+    "save_my_model",
+    "EMA", "Budget", "denoiser_loss", "fit", "one_cycle", "noisy_classifier_loss", "train_classifier", "train_denoiser",
 ]

@@ -76,7 +76,10 @@ def main(argv=None) -> int:
     sub.add_parser("notebooks", help="regenerate the .ipynb files from solutions/*.py")
     train = sub.add_parser("train", help="train shipped networks by their recipes")
     train.add_argument("names", nargs="+", metavar="NAME", help="ddpm_x0, ddpm_eps, noisy_classifier, cfg_eps, evaluator")
+    train.add_argument("--quick", action="store_true", help="the recipe sized for a few CPU minutes")
     train.add_argument("--steps", type=int, default=None, help="override the recipe's number of steps")
+    train.add_argument("--minutes", type=float, default=None,
+                       help="a time budget; with --steps, training stops at whichever comes first")
     train.add_argument("--device", default=None)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--weights-dir", default=None, help="default: inside the package")
@@ -116,7 +119,7 @@ def main(argv=None) -> int:
 
         start = time.perf_counter()
         rows = execute_solutions(args.out, names=args.names or None)
-        mode = "fast" if fast_mode() else "full"
+        mode = "fast: budgets shrunk by COURSE_FAST" if fast_mode() else "learner"
         print(f"course ({mode} mode): {len(rows)} notebooks, {sum(r['figures'] for r in rows)} figures "
               f"under {args.out}, {time.perf_counter() - start:.1f} s")
     return 0

@@ -15,6 +15,19 @@ def fast_mode() -> bool:
     return os.environ.get("COURSE_FAST", "") not in ("", "0")
 
 
+FAST_MINUTES = 0.08  # a training budget in fast mode: about 5 seconds
+
+
+def training_minutes(default: float) -> float:
+    """A notebook's training budget in minutes: ``default`` as a learner runs it,
+    ``$COURSE_MINUTES`` when set (more time, better models), and about 5 seconds in fast
+    mode. Only the budget changes: the code that trains is the same."""
+    if fast_mode():
+        return FAST_MINUTES
+    chosen = os.environ.get("COURSE_MINUTES")
+    return float(chosen) if chosen else float(default)
+
+
 def pick_device(prefer: str | None = None) -> torch.device:
     """The best device here: CUDA, then Apple's MPS, then the CPU.
 

@@ -114,12 +114,16 @@ def generate(solutions: Path = SOLUTIONS, student: Path = STUDENT) -> list[Path]
 
 
 def execute_solutions(out: Path, names=None, timeout: int = 900) -> list[dict]:
-    """Run each solution notebook (in fast mode), write the executed copy to out/notebooks and
-    every image it shows to out/figures/NN_name/; return one row of timings per notebook."""
+    """Run each solution notebook as a learner does (top to bottom, with its training budgets;
+    COURSE_FAST=1 shrinks them), write the executed copy to out/notebooks and every image it
+    shows to out/figures/NN_name/; return one row of timings per notebook.
+
+    The models the notebooks train go to out/my_models (unless COURSE_MODELS says otherwise),
+    where the later notebooks find them, as beside a learner's notebooks."""
     import nbformat
     from nbclient import NotebookClient
 
-    os.environ.setdefault("COURSE_FAST", "1")
+    os.environ.setdefault("COURSE_MODELS", str((Path(out) / "my_models").resolve()))
     rows = []
     for py in sources():
         if names and py.stem not in names:

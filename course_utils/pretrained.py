@@ -7,6 +7,7 @@ steps and time, and the quality measured for it.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -30,11 +31,25 @@ class WeightsError(RuntimeError):
     """A weight file is missing, unknown, altered, or does not fit its network."""
 
 
+# which notebook trains each network live (and saves it to the learner's folder)
+TRAINED_IN = {"ddpm_x0": "02_ddpm_x0", "ddpm_eps": "03_ddpm_eps", "noisy_classifier": "04_noisy_classifier",
+              "cfg_eps": "06_classifier_free_guidance"}
+
+
 @dataclass
 class Pretrained:
     model: nn.Module                  # in eval mode, on the chosen device
     schedule: NoiseSchedule | None    # the schedule it was trained with (None for the evaluator)
     info: dict                        # its manifest entry
+    owner: str = "shipped"            # "shipped" (inside the package) or "your" (trained in a notebook)
+
+    @property
+    def label(self) -> str:
+        """Whose model this is and how long it trained, for figure titles."""
+        how = f"{self.info['steps']:,} steps"
+        if self.owner == "your":
+            how += f", {self.info['train_seconds'] / 60:.1f} min here"
+        return f"{self.owner} {self.info['name']} ({how})"
 
 
 def sha256_of(path: Path) -> str:
@@ -46,12 +61,17 @@ def sha256_of(path: Path) -> str:
 
 
 def atomic_write_bytes(path: Path, write) -> None:
-    """Call ``write(tmp_path)``, then rename the temporary file onto ``path``."""
+    """Call ``write(tmp_path)``, then rename the temporary file onto ``path``: ``path`` is either
+    the old file or the whole new one, never half written. A failed write leaves no temporary file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def build_model(info: dict) -> nn.Module:
@@ -92,6 +112,35 @@ def read_info(name: str, weights_dir: Path = WEIGHTS_DIR) -> dict:
 def manifest(weights_dir: Path = WEIGHTS_DIR) -> dict:
     """Every manifest entry that exists, by name."""
     return {n: read_info(n, weights_dir) for n in NAMES if (Path(weights_dir) / f"{n}.json").exists()}
+
+
+def my_models_dir() -> Path:
+    """The learner's own models: ``$COURSE_MODELS``, or ``my_models/`` beside the notebooks."""
+    return Path(os.environ.get("COURSE_MODELS") or "my_models")
+
+
+def save_my_model(model: nn.Module, name: str, info: dict) -> dict:
+    """Save a network trained in a notebook to :func:`my_models_dir` (atomically, with its manifest
+    entry), where the later notebooks find it. Returns the manifest entry."""
+    if name not in TRAINED_IN:
+        raise WeightsError(f"{name!r} is not a network the notebooks train: expected one of {', '.join(TRAINED_IN)}")
+    info = save_weights(model.float(), name, info, my_models_dir())
+    print(f"saved your {name} to {my_models_dir() / info['file']} ({info['steps']:,} steps)")
+    return info
+
+
+def load_model(name: str, device=None) -> Pretrained:
+    """The learner's own ``name`` when an earlier notebook saved one (see :func:`save_my_model`),
+    otherwise the shipped one. ``.owner`` says which, ``.label`` says it for a figure title."""
+    folder = my_models_dir()
+    if name in TRAINED_IN and (folder / f"{name}.json").exists():
+        try:
+            return dataclasses.replace(load_pretrained(name, device, folder), owner="your")
+        except WeightsError as err:
+            raise WeightsError(f"your {name} in {folder} cannot be used: {err}. To fix it, run notebook "
+                               f"{TRAINED_IN[name]} again (it saves a new one), or delete {folder / name}.json "
+                               "and its .safetensors file to use the shipped model.") from None
+    return load_pretrained(name, device)
 
 
 def load_pretrained(name: str, device=None, weights_dir: Path = WEIGHTS_DIR) -> Pretrained:

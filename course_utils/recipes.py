@@ -18,22 +18,25 @@ import torch.nn.functional as F
 from .data import load_mnist
 from .device import pick_device
 from .models import EpsUNet, Evaluator, NoisyClassifier, TimeMapUNet
-from .pretrained import NAMES, WEIGHTS_DIR, atomic_write_bytes, save_weights
+from .live import LiveView
+from .pretrained import NAMES, TRAINED_IN, WEIGHTS_DIR, Pretrained, atomic_write_bytes, save_my_model, save_weights
 from .schedule import NoiseSchedule
-from .training import EMA, denoiser_loss, fit, noisy_classifier_loss
+from .training import EMA, Budget, denoiser_loss, fit, noisy_classifier_loss, one_cycle
 
 
 @dataclass
 class Recipe:
     architecture: type
     kwargs: dict
-    steps: int
-    objective: str                 # "eps", "x0", "noisy-ce" or "clean-ce"
+    steps: int | None               # None: as many as fit in ``minutes``
+    objective: str                  # "eps", "x0", "noisy-ce" or "clean-ce"
     lr: float = 2e-3
     batch_size: int = 128
     ema_decay: float | None = 0.999
     conditional: bool = False
     cond_drop: float = 0.1
+    minutes: float | None = None    # a time budget (the quick recipes)
+    one_cycle: bool = False         # the learning-rate shape: one-cycle over the budget, else warm-up + cosine
     schedule: dict = field(default_factory=lambda: {"T": 1000, "kind": "linear", "beta_start": 1e-4,
                                                      "beta_end": 0.02})
 
@@ -46,6 +49,19 @@ RECIPES = {
     "noisy_classifier": Recipe(NoisyClassifier, {"num_classes": 10, "channels": [32, 64, 128], "emb_dim": 128},
                                10000, "noisy-ce", batch_size=256, ema_decay=None),
     "evaluator": Recipe(Evaluator, {"num_classes": 10}, 5000, "clean-ce", lr=1e-3, ema_decay=None, schedule=None),
+}
+
+# Sized for a few minutes on a laptop CPU: small networks, small batches, a one-cycle learning
+# rate planned for the time budget, and a short EMA (benchmarks/bench_quick.py measures them).
+QUICK_RECIPES = {
+    "ddpm_x0": Recipe(TimeMapUNet, {"T": 1000, "channels": [16, 32, 32]}, None, "x0", lr=3e-3, batch_size=64,
+                      ema_decay=0.995, minutes=2.5, one_cycle=True),
+    "ddpm_eps": Recipe(EpsUNet, {"channels": [16, 32, 32], "emb_dim": 64}, None, "eps", lr=3e-3, batch_size=64,
+                       ema_decay=0.995, minutes=2.5, one_cycle=True),
+    "cfg_eps": Recipe(EpsUNet, {"channels": [16, 32, 32], "emb_dim": 64, "num_classes": 10}, None, "eps", lr=3e-3,
+                      batch_size=64, ema_decay=0.995, conditional=True, minutes=3.0, one_cycle=True),
+    "noisy_classifier": Recipe(NoisyClassifier, {"num_classes": 10, "channels": [16, 32, 64], "emb_dim": 64}, None,
+                               "noisy-ce", lr=2e-3, batch_size=128, ema_decay=None, minutes=2.0, one_cycle=True),
 }
 assert set(RECIPES) == set(NAMES)
 
@@ -70,43 +86,22 @@ def warmup_cosine(steps: int, warmup: int = 200, floor: float = 0.1):
     return factor
 
 
-def train_recipe(name: str, *, steps: int | None = None, device=None, weights_dir: Path = WEIGHTS_DIR,
-                 checkpoint_dir: Path = Path("checkpoints"), checkpoint_every: int = 1000, seed: int = 0,
-                 offline: bool | None = None, progress: bool = True) -> dict:
-    """Train network ``name`` by its recipe (resuming from its checkpoint) and save its weights."""
-    if name not in RECIPES:
-        raise ValueError(f"no recipe named {name!r}: the names are {', '.join(NAMES)}")
-    r = RECIPES[name]
-    steps = r.steps if steps is None else steps
-    device = torch.device(device) if device is not None else pick_device()
-    data = load_mnist(train=True, offline=offline)
-    torch.manual_seed(seed)
-    model = r.architecture(**{k: tuple(v) if isinstance(v, list) else v for k, v in r.kwargs.items()})
-    ema = EMA(model, r.ema_decay) if r.ema_decay else None
-    model.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=r.lr, weight_decay=0.0 if r.ema_decay else 1e-4,
-                                  fused=device.type == "cuda")
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps))
-    generator = torch.Generator().manual_seed(seed)
-    schedule = NoiseSchedule(**r.schedule).to(device) if r.schedule else None
+def recipe_for(name: str, quick: bool = False) -> Recipe:
+    """The full recipe of network ``name``, or its quick one (a few CPU minutes)."""
+    table = QUICK_RECIPES if quick else RECIPES
+    if name not in table:
+        kind = "quick recipe" if quick else "recipe"
+        raise ValueError(f"no {kind} named {name!r}: the names are {', '.join(table)}")
+    return table[name]
 
-    ckpt = Path(checkpoint_dir) / f"{name}.pt"
-    start, losses, seconds = 0, [], 0.0
-    if ckpt.exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        if state["steps"] != steps:
-            raise ValueError(f"{ckpt} belongs to a {state['steps']}-step run, not {steps}: delete it to start over")
-        model.load_state_dict(state["model"])
-        if ema is not None:
-            ema.model.load_state_dict(state["ema"])
-            ema.updates = state["ema_updates"]
-        model.to(device)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        generator.set_state(state["generator"])
-        start, losses, seconds = state["step"], state["losses"], state["seconds"]
-        print(f"resuming {name} from step {start} of {steps} ({ckpt})")
 
+def build_network(r: Recipe) -> torch.nn.Module:
+    """A freshly initialised network of recipe ``r``."""
+    return r.architecture(**{k: tuple(v) if isinstance(v, list) else v for k, v in r.kwargs.items()})
+
+
+def recipe_loss(r: Recipe, schedule, generator):
+    """``loss(model, x0, y)`` of the recipe's objective (see training.py for the formulas)."""
     def loss_fn(m, x0, y):
         if r.objective in ("eps", "x0"):
             return denoiser_loss(m, schedule, x0, y if r.conditional else None, prediction=r.objective,
@@ -114,47 +109,141 @@ def train_recipe(name: str, *, steps: int | None = None, device=None, weights_di
         if r.objective == "noisy-ce":
             return noisy_classifier_loss(m, schedule, x0, y, generator=generator)
         return F.cross_entropy(m(random_shift(x0, generator)).float(), y)
+    return loss_fn
 
-    clock = time.perf_counter()
 
-    def save_checkpoint(step, new_losses):
-        done = step + 1
-        if done % checkpoint_every and done != steps:
-            return
-        state = {"steps": steps, "step": done, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
-                 "losses": losses + new_losses, "seconds": seconds + time.perf_counter() - clock}
-        if ema is not None:
-            state.update(ema=ema.model.state_dict(), ema_updates=ema.updates)
-        atomic_write_bytes(ckpt, lambda tmp: torch.save(state, tmp))
-
-    new_losses = fit(model, loss_fn, (data.images, data.labels), steps=steps - start, batch_size=r.batch_size,
-                     optimizer=optimizer, scheduler=scheduler, ema=ema, device=device, generator=generator,
-                     progress=progress, desc=f"train {name}", callback=save_checkpoint, start_step=start)
-    seconds += time.perf_counter() - clock
-    all_losses = losses + new_losses
-    final = ema.model if ema is not None else model
-    info = {
+def manifest_entry(name: str, r: Recipe, *, command: str, data: str, steps: int, seconds: float, device,
+                   losses: list[float], seed: int | None = None, **extra) -> dict:
+    """What a weights file records about how it was trained (see pretrained.py)."""
+    return {
         "name": name,
         "architecture": {"class": r.architecture.__name__, "kwargs": r.kwargs},
         "schedule": r.schedule,
         "prediction": r.objective if r.objective in ("eps", "x0") else None,
         "null_label": 10 if r.conditional else None,
         "cond_drop": r.cond_drop if r.conditional else None,
-        "command": f"python -m course_utils train {name} --steps {steps} --seed {seed}",
-        "data": f"MNIST {data.source}, {len(data.labels)} training digits",
+        "command": command, "data": data,
         "steps": steps, "batch_size": r.batch_size, "lr": r.lr, "ema_decay": r.ema_decay, "seed": seed,
         "train_seconds": round(seconds, 1), "train_device": str(device),
-        "final_loss": round(sum(all_losses[-200:]) / max(1, len(all_losses[-200:])), 5),
-        "quality": {},
+        "final_loss": round(sum(losses[-200:]) / max(1, len(losses[-200:])), 5),
+        "quality": {}, **extra,
     }
+
+
+def train_recipe(name: str, *, quick: bool = False, steps: int | None = None, minutes: float | None = None,
+                 device=None, weights_dir: Path = WEIGHTS_DIR, checkpoint_dir: Path = Path("checkpoints"),
+                 checkpoint_every: int = 1000, seed: int = 0, offline: bool | None = None,
+                 progress: bool = True) -> dict:
+    """Train network ``name`` by its recipe (resuming from its checkpoint) and save its weights.
+
+    ``quick``: the few-minutes recipe. ``steps`` / ``minutes`` override the recipe's budget
+    (training stops at whichever comes first).
+    """
+    r = recipe_for(name, quick)
+    steps = r.steps if steps is None and minutes is None else steps
+    minutes = r.minutes if minutes is None and steps is None else minutes
+    budget = Budget(steps, minutes)
+    device = torch.device(device) if device is not None else pick_device()
+    data = load_mnist(train=True, offline=offline)
+    torch.manual_seed(seed)
+    model = build_network(r)
+    ema = EMA(model, r.ema_decay) if r.ema_decay else None
+    model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=r.lr, weight_decay=0.0 if r.ema_decay else 1e-4,
+                                  fused=device.type == "cuda")
+    scheduler, lr_shape = None, one_cycle
+    if not r.one_cycle:
+        if steps is None:
+            raise ValueError(f"the full recipe of {name} plans its learning rate by steps: give --steps")
+        scheduler, lr_shape = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps)), None
+    generator = torch.Generator().manual_seed(seed)
+    schedule = NoiseSchedule(**r.schedule).to(device) if r.schedule else None
+
+    ckpt = Path(checkpoint_dir) / f"{name}{'-quick' if quick else ''}.pt"
+    start, losses, seconds = 0, [], 0.0
+    if ckpt.exists():
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        if state.get("budget") != [budget.steps, budget.minutes]:
+            raise ValueError(f"{ckpt} belongs to a run with another budget ({state.get('budget')}), not "
+                             f"{[budget.steps, budget.minutes]}: delete it to start over")
+        model.load_state_dict(state["model"])
+        if ema is not None:
+            ema.model.load_state_dict(state["ema"])
+            ema.updates = state["ema_updates"]
+        model.to(device)
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        start, losses, seconds = state["step"], state["losses"], state["seconds"]
+        print(f"resuming {name} from step {start} ({ckpt})")
+
+    clock = time.perf_counter()
+
+    def save_checkpoint(done, new_losses):
+        state = {"budget": [budget.steps, budget.minutes], "step": done, "model": model.state_dict(),
+                 "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+                 "losses": losses + new_losses, "seconds": seconds + time.perf_counter() - clock}
+        if scheduler is not None:
+            state["scheduler"] = scheduler.state_dict()
+        if ema is not None:
+            state.update(ema=ema.model.state_dict(), ema_updates=ema.updates)
+        atomic_write_bytes(ckpt, lambda tmp: torch.save(state, tmp))
+
+    new_losses = fit(model, recipe_loss(r, schedule, generator), (data.images, data.labels), steps=steps,
+                     minutes=minutes, batch_size=r.batch_size, optimizer=optimizer, scheduler=scheduler,
+                     lr_shape=lr_shape, ema=ema, device=device, generator=generator, progress=progress,
+                     desc=f"train {name}", start_step=start, start_seconds=seconds,
+                     callback=lambda step, so_far: (step + 1) % checkpoint_every or save_checkpoint(step + 1, so_far))
+    save_checkpoint(start + len(new_losses), new_losses)
+    seconds += time.perf_counter() - clock
+    all_losses = losses + new_losses
+    budget_flags = (f" --steps {steps}" if steps is not None else "") + (f" --minutes {minutes:g}" if minutes else "")
+    info = manifest_entry(
+        name, r, command=f"python -m course_utils train {name}{' --quick' if quick else ''}{budget_flags} --seed {seed}",
+        data=f"MNIST {data.source}, {len(data.labels)} training digits", steps=len(all_losses), seconds=seconds,
+        device=device, losses=all_losses, seed=seed, recipe="quick" if quick else "full")
+    final = ema.model if ema is not None else model
     return save_weights(final.float(), name, info, weights_dir)
+
+
+def train_live(name: str, loss_fn, tensors, *, minutes: float, preview=None, every: float = 25.0, device=None,
+               generator=None, title: str | None = None):
+    """Train network ``name`` of its quick recipe in a notebook, with the notebook's own
+    ``loss_fn(model, *batch)``, for ``minutes``; return ``(Pretrained, losses)``.
+
+    Uses the recipe's network, batch size, peak learning rate (one-cycle over the budget)
+    and EMA; shows a progress bar and, every ``every`` seconds, ``preview(model, ax)`` of the
+    EMA weights beside the loss curve (:class:`~course_utils.live.LiveView`). The result is
+    saved to the learner's folder (:func:`~course_utils.pretrained.save_my_model`), where
+    the later notebooks find it. Stop it any time: what it learned so far is kept and saved.
+    """
+    r = recipe_for(name, quick=True)
+    device = torch.device(device) if device is not None else pick_device()
+    model = build_network(r)
+    ema = EMA(model, r.ema_decay) if r.ema_decay else None
+    shown = lambda: ema.model if ema is not None else model  # noqa: E731
+    title = title or f"your {name}"
+    view = LiveView(lambda ax: preview(shown(), ax) if preview else ax.set_axis_off(), every=every, title=title)
+    start = time.perf_counter()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=r.lr, weight_decay=0.0 if r.ema_decay else 1e-4)
+    losses = fit(model, loss_fn, tensors, minutes=minutes, batch_size=r.batch_size, optimizer=optimizer,
+                 lr_shape=one_cycle, ema=ema, device=device, generator=generator, desc=title, callback=view)
+    seconds = time.perf_counter() - start
+    view.finish(losses)
+    final = shown().eval()
+    info = manifest_entry(name, r, command=f"notebook {TRAINED_IN[name]} (train_live, {minutes:g} min)",
+                          data=f"MNIST, {len(tensors[0])} training digits", steps=len(losses), seconds=seconds,
+                          device=device, losses=losses, recipe="quick", minutes=minutes)
+    info = save_my_model(final, name, info)
+    schedule = NoiseSchedule(**r.schedule).to(device) if r.schedule else None
+    return Pretrained(final, schedule, info, owner="your"), losses
 
 
 def main_train(args) -> int:
     for name in args.names:
-        info = train_recipe(name, steps=args.steps, device=args.device, weights_dir=Path(args.weights_dir),
-                            checkpoint_dir=Path(args.checkpoint_dir), checkpoint_every=args.checkpoint_every,
+        info = train_recipe(name, quick=args.quick, steps=args.steps, minutes=args.minutes, device=args.device,
+                            weights_dir=Path(args.weights_dir), checkpoint_dir=Path(args.checkpoint_dir), checkpoint_every=args.checkpoint_every,
                             seed=args.seed)
         print(f"wrote {info['file']} ({info['bytes'] / 1e6:.2f} MB, sha256 {info['sha256'][:12]}...) "
               f"after {info['steps']} steps in {info['train_seconds']:.0f} s")

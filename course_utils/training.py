@@ -5,8 +5,12 @@ step costs one forward and one backward pass and nothing else.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
+import signal
+import threading
+import time
 from typing import Callable
 
 import torch
@@ -16,7 +20,6 @@ from tqdm.auto import tqdm
 
 from .device import autocast_for, bf16_is_fast, pick_device
 from .sampling import check_prediction
-
 
 
 class EMA:
@@ -90,23 +93,114 @@ def noisy_classifier_loss(classifier, schedule, x0, y, *, generator=None) -> tor
     return F.cross_entropy(classifier(x_t, t).float(), y)
 
 
-def fit(model: nn.Module, loss_fn: Callable, tensors, *, steps: int, batch_size: int = 128,
-        lr: float = 1e-3, optimizer=None, scheduler=None, ema: EMA | None = None, device=None,
-        autocast: bool | None = None, channels_last: bool | None = None, generator=None,
-        progress: bool = True, desc: str = "training", callback: Callable | None = None,
-        start_step: int = 0, grad_clip: float | None = 1.0) -> list[float]:
-    """Run ``steps`` optimiser steps of ``loss_fn(model, *batch)``; return the losses.
+class Budget:
+    """When a training run stops: after ``steps`` optimiser steps or ``minutes`` of wall time,
+    whichever comes first (either may be None, not both).
+
+    ``progress(step, seconds)`` is the fraction of the run done, 0..1: the larger of
+    step / steps and seconds / (60 * minutes). A learning-rate shape that reads it is
+    planned for the budget, whatever the speed of the machine.
+    """
+
+    def __init__(self, steps: int | None = None, minutes: float | None = None):
+        if steps is None and minutes is None:
+            raise ValueError("give a step count (steps=...) or a time budget (minutes=...), or both")
+        if steps is not None:
+            if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+                raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
+            if steps == 0 and minutes is not None:
+                raise ValueError("steps=0 with a time budget trains nothing: give steps > 0, or steps=None "
+                                 "to train for the whole budget")
+        if minutes is not None:
+            try:
+                minutes = float(minutes)
+            except (TypeError, ValueError):
+                raise ValueError(f"minutes must be a number > 0, got {minutes!r}") from None
+            if not math.isfinite(minutes) or minutes <= 0:
+                raise ValueError(f"minutes must be a finite number > 0, got {minutes!r}")
+        self.steps, self.minutes = steps, minutes
+        self.seconds = None if minutes is None else 60.0 * minutes
+
+    def progress(self, step: int, seconds: float) -> float:
+        done = 0.0
+        if self.steps:
+            done = step / self.steps
+        if self.seconds:
+            done = max(done, seconds / self.seconds)
+        return min(1.0, done)
+
+    def over(self, step: int, seconds: float) -> bool:
+        return (self.steps is not None and step >= self.steps) or (self.seconds is not None and seconds >= self.seconds)
+
+
+def one_cycle(progress: float, warmup: float = 0.1, start: float = 0.04, end: float = 0.01) -> float:
+    """The one-cycle learning-rate shape, as a factor of the peak rate at ``progress`` in [0, 1]:
+
+        linear from ``start`` up to 1 over the first ``warmup`` of the run,
+        then a half cosine from 1 down to ``end`` at the end of the run.
+
+    A high peak early and a long cool-down let a short run learn fast and settle.
+    """
+    if progress < warmup:
+        return start + (1 - start) * progress / warmup
+    p = min(1.0, (progress - warmup) / (1 - warmup))
+    return end + (1 - end) * 0.5 * (1 + math.cos(math.pi * p))
+
+
+@contextlib.contextmanager
+def stop_requests():
+    """While training: Ctrl-C, or Jupyter's stop button, asks to stop after the current step.
+
+    Yields a dict whose "stop" turns True at the first interrupt (a second one raises
+    KeyboardInterrupt at once). Off the main thread, where signals cannot be caught,
+    an interrupt arrives as KeyboardInterrupt, which :func:`fit` also ends on cleanly.
+    """
+    request = {"stop": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+
+    def handler(signum, frame):
+        if request["stop"]:
+            raise KeyboardInterrupt
+        request["stop"] = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield request
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def fit(model: nn.Module, loss_fn: Callable, tensors, *, steps: int | None = None, minutes: float | None = None,
+        batch_size: int = 128, lr: float = 1e-3, lr_shape: Callable[[float], float] | None = None,
+        optimizer=None, scheduler=None, ema: EMA | None = None, device=None, autocast: bool | None = None,
+        channels_last: bool | None = None, generator=None, progress: bool = True, desc: str = "training",
+        callback: Callable | None = None, start_step: int = 0, start_seconds: float = 0.0,
+        grad_clip: float | None = 1.0) -> list[float]:
+    """Optimiser steps of ``loss_fn(model, *batch)`` until ``steps`` or ``minutes`` run out,
+    whichever comes first; return the losses.
 
     ``tensors``: the data (e.g. ``(images,)`` or ``(images, labels)``), sampled at random.
+    ``lr_shape(progress)``: a factor of ``lr`` at each step, read at the fraction of the
+    budget used so far (:class:`Budget`), e.g. :func:`one_cycle`; None keeps ``lr`` fixed.
     ``autocast``: bfloat16 autocast (None: where the device has fast bf16 units).
     ``channels_last``: NHWC memory layout for convolutions (None: on a CPU, where
     benchmarks/bench_cpu.py measured a training step 1.35x faster than the default layout).
     ``callback(step, losses)`` runs after every step with the losses read back so far
-    (they are fetched from the device 25 at a time); ``start_step``
-    numbers the steps of a resumed run. Shows a progress bar with the running loss.
+    (they are fetched from the device 25 at a time). ``start_step`` and ``start_seconds``
+    say how much of the budget a resumed run already used. Shows a progress bar with the
+    running loss and, under a time budget, the time left.
+
+    Ctrl-C (Jupyter's stop button) ends training after the current step: the model and its
+    EMA keep what they learned and the losses so far are returned.
     """
-    if steps < 0:
-        raise ValueError(f"steps must be >= 0, got {steps}")
+    budget = Budget(steps, minutes)
     device = torch.device(device) if device is not None else pick_device()
     model.to(device).train()
     if ema is not None:
@@ -118,36 +212,69 @@ def fit(model: nn.Module, loss_fn: Callable, tensors, *, steps: int, batch_size:
         model.to(memory_format=torch.channels_last)
     if optimizer is None:
         optimizer = torch.optim.AdamW(model.parameters(), lr=lr, fused=device.type == "cuda")
+    peak = [group["lr"] for group in optimizer.param_groups]
     tensors = [t.to(device) for t in tensors]  # the data set is small: keep it beside the model
     losses, pending = [], []
-    last = start_step + steps - 1
-    bar = tqdm(range(start_step, start_step + steps), desc=desc, disable=not progress)
-    for step in bar:
-        batch = random_batch(tensors, batch_size, generator)
-        if channels_last and batch[0].dim() == 4:
-            batch[0] = batch[0].contiguous(memory_format=torch.channels_last)
-        with autocast_for(device, fast):
-            loss = loss_fn(model, *batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip:
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        if ema is not None:
-            ema.update(model)
-        pending.append(loss.detach())
-        if len(pending) == 25 or step == last:  # read losses back in groups: no GPU stall per step
-            values = torch.stack(pending).float().cpu().tolist()
-            pending.clear()
-            bad = [v for v in values if not math.isfinite(v)]
-            if bad:
-                raise FloatingPointError(f"the loss became {bad[0]} by step {step}: lower the learning rate")
-            losses.extend(values)
-            bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")
-        if callback is not None:
-            callback(step, losses)
+    step, begun = start_step, time.perf_counter()
+    bar = tqdm(total=budget.steps, initial=start_step, desc=desc, disable=not progress)
+
+    def elapsed() -> float:
+        return start_seconds + time.perf_counter() - begun
+
+    def read_losses(final: bool) -> None:
+        values = torch.stack(pending).float().cpu().tolist()
+        pending.clear()
+        bad = [v for v in values if not math.isfinite(v)]
+        if bad:
+            raise FloatingPointError(f"the loss became {bad[0]} by step {step}: lower the learning rate")
+        losses.extend(values)
+        post = {"loss": f"{sum(losses[-50:]) / len(losses[-50:]):.4f}"}
+        if budget.seconds is not None:
+            used = elapsed()
+            post["left"] = _clock(budget.seconds - used)
+            if budget.steps is None and not final:  # the bar's length: the steps that fit in the budget
+                bar.total = int(step + (budget.seconds - used) * (step - start_step) / max(used - start_seconds, 1e-9))
+        bar.set_postfix(post)
+
+    with stop_requests() as request:
+        try:
+            while not budget.over(step, elapsed()) and not request["stop"]:
+                if lr_shape is not None:
+                    factor = lr_shape(budget.progress(step, elapsed()))
+                    for group, top in zip(optimizer.param_groups, peak):
+                        group["lr"] = top * factor
+                batch = random_batch(tensors, batch_size, generator)
+                if channels_last and batch[0].dim() == 4:
+                    batch[0] = batch[0].contiguous(memory_format=torch.channels_last)
+                with autocast_for(device, fast):
+                    loss = loss_fn(model, *batch)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if grad_clip:
+                    nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+                optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
+                if ema is not None:
+                    ema.update(model)
+                pending.append(loss.detach())
+                step += 1
+                bar.update(1)
+                if len(pending) == 25:  # read losses back in groups: no GPU stall per step
+                    read_losses(final=False)
+                if callback is not None:
+                    callback(step - 1, losses)
+        except KeyboardInterrupt:
+            request["stop"] = True
+        if pending:
+            read_losses(final=True)
+        if budget.steps is None:
+            bar.total = step
+        bar.refresh()
+        bar.close()
+        if request["stop"]:
+            print(f"{desc}: stopped by request after {step} steps ({_clock(elapsed())}); "
+                  "the model keeps what it learned so far.")
     model.eval()
     return losses
 
@@ -158,7 +285,8 @@ def _schedule_for(schedule, fit_kwargs):
     return schedule.to(torch.device(device) if device is not None else pick_device())
 
 
-def train_denoiser(model, schedule, images, labels=None, *, steps: int, prediction: str = "eps",
+def train_denoiser(model, schedule, images, labels=None, *, steps: int | None = None,
+                   minutes: float | None = None, prediction: str = "eps",
                    cond_drop: float = 0.1, null_label: int = 10, lr: float = 1e-3, **kwargs) -> list[float]:
     """Train an eps- or x0-prediction denoiser (see :func:`denoiser_loss`); return the losses.
 
@@ -176,11 +304,11 @@ def train_denoiser(model, schedule, images, labels=None, *, steps: int, predicti
 
     tensors = (images,) if labels is None else (images, labels)
     kwargs.setdefault("desc", f"{prediction}-denoiser")
-    return fit(model, loss_fn, tensors, steps=steps, lr=lr, **kwargs)
+    return fit(model, loss_fn, tensors, steps=steps, minutes=minutes, lr=lr, **kwargs)
 
 
-def train_classifier(classifier, schedule, images, labels, *, steps: int, lr: float = 1e-3,
-                     **kwargs) -> list[float]:
+def train_classifier(classifier, schedule, images, labels, *, steps: int | None = None,
+                     minutes: float | None = None, lr: float = 1e-3, **kwargs) -> list[float]:
     """Train a noise-aware classifier on x_t at random t (see :func:`noisy_classifier_loss`)."""
     gen, schedule = kwargs.get("generator"), _schedule_for(schedule, kwargs)
 
@@ -188,4 +316,4 @@ def train_classifier(classifier, schedule, images, labels, *, steps: int, lr: fl
         return noisy_classifier_loss(m, schedule, x0, y, generator=gen)
 
     kwargs.setdefault("desc", "noisy classifier")
-    return fit(classifier, loss_fn, (images, labels), steps=steps, lr=lr, **kwargs)
+    return fit(classifier, loss_fn, (images, labels), steps=steps, minutes=minutes, lr=lr, **kwargs)

@@ -20,7 +20,6 @@ import torch
 import course_utils as cu
 from course_utils import checks
 
-FAST = cu.fast_mode()      # set by the tests: the same notebook, less compute
 g = cu.seed_everything(0)
 
 # %% [markdown]

@@ -1,0 +1,80 @@
+"""Quality against minutes for the quick recipes (the networks the notebooks train live).
+
+    python benchmarks/bench_quick.py --minutes 1 2 3 5
+
+For each budget: trains ddpm_eps, noisy_classifier and cfg_eps by their quick recipes
+(``python -m course_utils train NAME --quick --minutes M``, in this process, on this
+machine's CPU), then judges them with the shipped evaluator on 100 samples (10 of each
+digit): classifier-free guidance (DDIM-25) and classifier guidance (DDIM-25 and the
+respaced DDPM-100 chain) at their best scales, and the unguided Frechet distance beside
+the real-vs-real floor. Prints one table row per budget.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from course_utils import load_mnist, load_pretrained  # noqa: E402
+from course_utils.evaluation import evaluator_outputs, frechet_distance, generate, judge  # noqa: E402
+from course_utils.recipes import train_recipe  # noqa: E402
+from course_utils.sampling import ddim_sample  # noqa: E402
+
+CFG_SCALES = [1.0, 2.0, 3.0, 5.0]
+CG_SCALES = [2.0, 5.0, 10.0, 20.0]
+
+
+def best(method, models, evaluator, scales, y, **kw):
+    rows = []
+    for s in scales:
+        x = generate(method, models, y, s, generator=torch.Generator().manual_seed(0), device="cpu", **kw)
+        rows.append((judge(evaluator, x, y)["accuracy"], s))
+    return max(rows), rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, nargs="+", default=[1, 2, 3, 5])
+    parser.add_argument("--names", nargs="+", default=["ddpm_eps", "noisy_classifier", "cfg_eps"])
+    args = parser.parse_args()
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    evaluator = load_pretrained("evaluator", device="cpu").model
+    test, train = load_mnist(train=False, verbose=False), load_mnist(verbose=False)
+    real = train.images[torch.randperm(len(train.images), generator=torch.Generator().manual_seed(0))[:100]]
+    floor = frechet_distance(evaluator_outputs(evaluator, real)[1], evaluator_outputs(evaluator, test.images)[1])
+    y = torch.arange(10).repeat_interleave(10)
+    print(f"real-vs-real Frechet floor (100 training digits against the 1,000 test digits): {floor:.1f}")
+    print("| minutes | steps eps / clf / cfg | CFG DDIM-25 best (scale) | CG DDIM-25 best (scale) | CG DDPM-100 best (scale) "
+          "| unguided Frechet (DDIM-25, 100) |")
+    print("| ---: | --- | --- | --- | --- | ---: |")
+    for minutes in args.minutes:
+        with tempfile.TemporaryDirectory() as folder:
+            steps = {}
+            for name in args.names:
+                start = time.perf_counter()
+                info = train_recipe(name, quick=True, minutes=minutes, device="cpu", weights_dir=Path(folder),
+                                    checkpoint_dir=Path(folder), progress=False, offline=True)
+                steps[name] = info["steps"]
+                print(f"  {name}: {info['steps']} steps in {time.perf_counter() - start:.0f} s", flush=True)
+            models = {n: load_pretrained(n, device="cpu", weights_dir=Path(folder)) for n in args.names}
+        (cfg, s_cfg), cfg_rows = best("cfg-ddim", models, evaluator, CFG_SCALES, y, steps=25)
+        (cg, s_cg), cg_rows = best("classifier-ddim", models, evaluator, CG_SCALES, y, steps=25)
+        (cg_p, s_cgp), cgp_rows = best("classifier-ddpm", models, evaluator, CG_SCALES, y, ddpm_steps=100)
+        eps = models["ddpm_eps"]
+        x = ddim_sample(eps.model, eps.schedule, (100, 1, 32, 32), steps=25, progress=False,
+                        generator=torch.Generator().manual_seed(0))
+        fd = frechet_distance(evaluator_outputs(evaluator, x)[1], evaluator_outputs(evaluator, test.images)[1])
+        print(f"  CFG {cfg_rows}\n  CG-DDIM {cg_rows}\n  CG-DDPM {cgp_rows}")
+        print(f"| {minutes:g} | {steps.get('ddpm_eps')} / {steps.get('noisy_classifier')} / {steps.get('cfg_eps')} | "
+              f"{cfg:.0%} ({s_cfg:g}) | {cg:.0%} ({s_cg:g}) | {cg_p:.0%} ({s_cgp:g}) | {fd:.1f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
