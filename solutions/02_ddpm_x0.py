@@ -100,9 +100,9 @@ def x0_loss(m, x0):
     return cu.denoiser_loss(m, schedule.to(x0.device), x0, prediction="x0", generator=g)
 
 
-mine, losses = cu.recipes.train_live("ddpm_x0", x0_loss, (mnist.images,), minutes=TRAIN_MINUTES, device=device,
-                                     generator=g, preview=cu.sample_preview(schedule, prediction="x0"),
-                                     title="your x0 U-Net")
+mine, losses = cu.train_live("ddpm_x0", x0_loss, (mnist.images,), minutes=TRAIN_MINUTES, device=device,
+                             generator=g, preview=cu.sample_preview(schedule, prediction="x0"),
+                             title="your x0 U-Net")
 model = mine.model
 print(f"{len(losses):,} steps in {mine.info['train_seconds']:.0f} s; mean loss of the last 50: "
       f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")

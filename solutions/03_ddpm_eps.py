@@ -104,8 +104,8 @@ def my_loss(m, x0):
     return eps_loss(m, x0, t, torch.randn(x0.shape, generator=g).to(x0.device), schedule.to(x0.device))
 
 
-mine, losses = cu.recipes.train_live("ddpm_eps", my_loss, (mnist.images,), minutes=TRAIN_MINUTES, device=device,
-                                     generator=g, preview=cu.sample_preview(schedule), title="your eps U-Net")
+mine, losses = cu.train_live("ddpm_eps", my_loss, (mnist.images,), minutes=TRAIN_MINUTES, device=device,
+                             generator=g, preview=cu.sample_preview(schedule), title="your eps U-Net")
 print(f"{len(losses):,} steps in {mine.info['train_seconds']:.0f} s; mean loss of the last 50: "
       f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")
 assert len(losses) > 0 and losses[-1] < 1.5

@@ -152,9 +152,9 @@ def my_classifier_loss(m, x0, y):
     return classifier_loss(m, x0, y, t, torch.randn(x0.shape, generator=g).to(x0.device), schedule.to(x0.device))
 
 
-mine, losses = cu.recipes.train_live("noisy_classifier", my_classifier_loss, (mnist.images, mnist.labels),
-                                     minutes=TRAIN_MINUTES, device=device, generator=g, preview=draw_accuracy,
-                                     title="your noise-aware classifier")
+mine, losses = cu.train_live("noisy_classifier", my_classifier_loss, (mnist.images, mnist.labels),
+                             minutes=TRAIN_MINUTES, device=device, generator=g, preview=draw_accuracy,
+                             title="your noise-aware classifier")
 print(f"{len(losses):,} steps in {mine.info['train_seconds']:.0f} s; accuracy at t = 100: "
       f"{accuracy_at(mine.model, 100):.1%}")
 assert len(losses) > 0 and losses[-1] < 2.6

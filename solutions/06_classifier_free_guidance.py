@@ -78,9 +78,9 @@ def cfg_training_loss(m, x0, y):
 
 
 preview = cu.sample_preview(schedule, y=torch.arange(10), cfg_scale=3.0, n=10)
-mine, losses = cu.recipes.train_live("cfg_eps", cfg_training_loss, (mnist.images, mnist.labels),
-                                     minutes=TRAIN_MINUTES, device=device, generator=g, preview=preview,
-                                     title="your conditional U-Net")
+mine, losses = cu.train_live("cfg_eps", cfg_training_loss, (mnist.images, mnist.labels),
+                             minutes=TRAIN_MINUTES, device=device, generator=g, preview=preview,
+                             title="your conditional U-Net")
 print(f"{len(losses):,} steps in {mine.info['train_seconds']:.0f} s")
 assert len(losses) > 0 and all(l == l for l in losses)
 
@@ -140,7 +140,7 @@ mine_measured = sweep_grids("cfg-ddim", yours, evaluator, torch.full((16,), 9), 
                             steps=25, seed=1)
 plt.suptitle(yours["cfg_eps"].label, y=1.04)
 plt.show()
-assert cfg_sweep[0.0]["accuracy"] < 0.3 and cfg_sweep[best]["accuracy"] > cfg_sweep[0.0]["accuracy"]
+assert cfg_sweep[0.0]["accuracy"] < 0.3   # s = 0 ignores the label: about one in ten is the requested digit
 if yours["cfg_eps"].info.get("minutes", float("inf")) >= 3:   # 3 minutes of training are enough for 90%
     assert cfg_sweep[best]["accuracy"] >= 0.9
 

@@ -18,6 +18,9 @@ def test_offline_mnist_is_real_padded_and_scaled(capsys):
         assert d.images.min() == -1.0 and d.images.max() == 1.0
         assert torch.all(d.images[:, :, :2, :] == -1) and torch.all(d.images[:, :, :, -2:] == -1)  # the padding
         assert torch.equal(torch.bincount(d.labels), torch.full((10,), len(d.labels) // 10))
+        # shuffled once (the subset comes sorted by class): a short slice holds every digit, the same each time
+        assert d.labels[:100].unique().numel() == 10
+        assert torch.equal(d.labels, load_mnist(train=d is train, offline=True, verbose=False).labels)
     # the two splits share no digit
     seen = {v.numpy().tobytes() for v in train.images}
     assert not any(v.numpy().tobytes() in seen for v in test.images)
