@@ -2,9 +2,11 @@
 
     python benchmarks/bench_cpu.py [--batch 128] [--repeats 5] [--compile]
 
-Prints, for the eps U-Net: the training-step time and achieved GFLOP/s in fp32 eager,
-fp32 channels_last and bf16 autocast + channels_last (the fast path on CPUs with AMX;
-the course turns it on by itself only there, see course_utils.device.cpu_has_fast_bf16);
+Prints, for the eps U-Net (the shipped size, and with --channels 16 32 32 --emb 64 --batch 64
+the size the notebooks train live): the training-step time and achieved GFLOP/s in fp32 eager,
+fp32 channels_last, bf16 autocast in the default layout and bf16 autocast + channels_last
+(the course trains with bf16 autocast where the CPU has bf16 units, AMX or AVX-512 BF16, and
+with fp32 channels_last elsewhere: see course_utils.device.cpu_has_fast_bf16);
 the measured matmul peak in fp32 and bf16 for comparison; and the time to draw 64
 guided samples with DDIM-50 (classifier guidance and classifier-free guidance).
 Compare figures within one run: the machine is shared and timings drift between runs.
@@ -37,9 +39,10 @@ def matmul_peak(dtype, n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / best_of(lambda: a @ b, repeats) / 1e9
 
 
-def training_step(batch: int, bf16: bool, channels_last: bool, compiled: bool = False):
+def training_step(batch: int, bf16: bool, channels_last: bool, compiled: bool = False, channels=(32, 64, 64),
+                  emb: int = 128):
     torch.manual_seed(0)
-    model, schedule = EpsUNet(), NoiseSchedule()
+    model, schedule = EpsUNet(channels=tuple(channels), emb_dim=emb), NoiseSchedule()
     x0 = torch.randn(batch, 1, 32, 32)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -61,22 +64,25 @@ def main():
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+    parser.add_argument("--channels", type=int, nargs=3, default=[32, 64, 64])
+    parser.add_argument("--emb", type=int, default=128)
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, bf16 units: {bf16_is_fast('cpu')}")
 
-    model, step = training_step(args.batch, bf16=False, channels_last=False)
+    size = dict(channels=args.channels, emb=args.emb)
+    model, step = training_step(args.batch, bf16=False, channels_last=False, **size)
     with FlopCounterMode(display=False) as counter:
         step()
     flops = counter.get_total_flops()
-    print(f"EpsUNet: {count_parameters(model) / 1e6:.2f}M parameters, {flops / 1e9:.1f} GFLOP per training step "
+    print(f"EpsUNet {args.channels}: {count_parameters(model) / 1e6:.2f}M parameters, {flops / 1e9:.1f} GFLOP per training step "
           f"at batch {args.batch} (forward + backward)")
     rows = [("fp32 eager", False, False, False), ("fp32 channels_last", False, True, False),
-            ("bf16 autocast + channels_last", True, True, False)]
+            ("bf16 autocast", True, False, False), ("bf16 autocast + channels_last", True, True, False)]
     if args.compile:
         rows.append(("fp32 torch.compile", False, False, True))
     base = None
     for label, bf16, channels_last, compiled in rows:
-        _, step = training_step(args.batch, bf16, channels_last, compiled)
+        _, step = training_step(args.batch, bf16, channels_last, compiled, **size)
         t = best_of(step, args.repeats)
         base = base or t
         print(f"  train step, {label:32s} {t * 1000:7.0f} ms  {flops / t / 1e9:6.1f} GFLOP/s  ({base / t:.2f}x)")

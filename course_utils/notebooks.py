@@ -130,9 +130,12 @@ def execute_solutions(out: Path, names=None, timeout: int = 900) -> list[dict]:
             continue
         nb = nbformat.read(py.with_suffix(".ipynb"), as_version=4)
         start = time.perf_counter()
-        NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(SOLUTIONS)}}).execute()
+        try:
+            NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                           resources={"metadata": {"path": str(SOLUTIONS)}}).execute()
+        finally:  # a failed run is written too, up to the failing cell, so that it can be read
+            write_atomic(Path(out) / "notebooks" / f"{py.stem}.ipynb", nbformat.writes(nb))
         seconds = time.perf_counter() - start
-        write_atomic(Path(out) / "notebooks" / f"{py.stem}.ipynb", nbformat.writes(nb))
         figures = 0
         for i, cell in enumerate(nb.cells):
             for output in cell.get("outputs", []):

@@ -31,6 +31,13 @@ class WeightsError(RuntimeError):
     """A weight file is missing, unknown, altered, or does not fit its network."""
 
 
+class UnknownWeightsError(WeightsError, KeyError):
+    """No weights have that name: also a ``KeyError``, as a failed look-up by name is in Python."""
+
+    def __str__(self) -> str:  # the message itself, not KeyError's quoted repr of it
+        return str(self.args[0])
+
+
 # which notebook trains each network live (and saves it to the learner's folder)
 TRAINED_IN = {"ddpm_x0": "02_ddpm_x0", "ddpm_eps": "03_ddpm_eps", "noisy_classifier": "04_noisy_classifier",
               "cfg_eps": "06_classifier_free_guidance"}
@@ -102,7 +109,7 @@ def write_info(name: str, info: dict, weights_dir: Path = WEIGHTS_DIR) -> None:
 
 def read_info(name: str, weights_dir: Path = WEIGHTS_DIR) -> dict:
     if name not in NAMES:
-        raise WeightsError(f"no pretrained weights named {name!r}: the names are {', '.join(NAMES)}")
+        raise UnknownWeightsError(f"no pretrained weights named {name!r}: the names are {', '.join(NAMES)}")
     path = Path(weights_dir) / f"{name}.json"
     if not path.exists():
         raise WeightsError(f"the manifest entry {path} is missing: retrain with `python -m course_utils train {name}`")

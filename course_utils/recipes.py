@@ -1,13 +1,13 @@
 """How each shipped network is trained: ``python -m course_utils train NAME``.
 
 Every recipe is reproducible (a fixed seed drives data order, timesteps and noise),
-resumable (a checkpoint of model, EMA, optimiser, scheduler and generator every
+resumable (a checkpoint of model, EMA, optimiser and generator every
 ``--checkpoint-every`` steps, written atomically) and ends by writing the float16
 weights and their manifest entry.
 """
 from __future__ import annotations
 
-import math
+import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,32 +36,39 @@ class Recipe:
     conditional: bool = False
     cond_drop: float = 0.1
     minutes: float | None = None    # a time budget (the quick recipes)
-    one_cycle: bool = False         # the learning-rate shape: one-cycle over the budget, else warm-up + cosine
+    warmup: float = 0.1             # the learning-rate shape over the budget (see training.one_cycle):
+    lr_start: float = 0.04          # a linear rise from lr_start * lr over the first ``warmup`` of the run,
+    lr_end: float = 0.01            # then a half cosine down to lr_end * lr
     schedule: dict = field(default_factory=lambda: {"T": 1000, "kind": "linear", "beta_start": 1e-4,
                                                      "beta_end": 0.02})
 
 
+# The full recipes: a warm-up of 200 steps from lr / 200, then a half cosine down to lr / 10.
+FULL_SHAPE = {"lr_start": 1 / 200, "lr_end": 0.1}
 RECIPES = {
-    "ddpm_x0": Recipe(TimeMapUNet, {"T": 1000, "channels": [32, 64, 64]}, 13000, "x0", batch_size=256),
-    "ddpm_eps": Recipe(EpsUNet, {"channels": [32, 64, 64], "emb_dim": 128}, 13000, "eps", batch_size=256),
+    "ddpm_x0": Recipe(TimeMapUNet, {"T": 1000, "channels": [32, 64, 64]}, 13000, "x0", batch_size=256,
+                      warmup=200 / 13000, **FULL_SHAPE),
+    "ddpm_eps": Recipe(EpsUNet, {"channels": [32, 64, 64], "emb_dim": 128}, 13000, "eps", batch_size=256,
+                       warmup=200 / 13000, **FULL_SHAPE),
     "cfg_eps": Recipe(EpsUNet, {"channels": [32, 64, 64], "emb_dim": 128, "num_classes": 10}, 13000, "eps",
-                      batch_size=256, conditional=True),
+                      batch_size=256, conditional=True, warmup=200 / 13000, **FULL_SHAPE),
     "noisy_classifier": Recipe(NoisyClassifier, {"num_classes": 10, "channels": [32, 64, 128], "emb_dim": 128},
-                               10000, "noisy-ce", batch_size=256, ema_decay=None),
-    "evaluator": Recipe(Evaluator, {"num_classes": 10}, 5000, "clean-ce", lr=1e-3, ema_decay=None, schedule=None),
+                               10000, "noisy-ce", batch_size=256, ema_decay=None, warmup=200 / 10000, **FULL_SHAPE),
+    "evaluator": Recipe(Evaluator, {"num_classes": 10}, 5000, "clean-ce", lr=1e-3, ema_decay=None, schedule=None,
+                        warmup=200 / 5000, **FULL_SHAPE),
 }
 
 # Sized for a few minutes on a laptop CPU: small networks, small batches, a one-cycle learning
 # rate planned for the time budget, and a short EMA (benchmarks/bench_quick.py measures them).
 QUICK_RECIPES = {
     "ddpm_x0": Recipe(TimeMapUNet, {"T": 1000, "channels": [16, 32, 32]}, None, "x0", lr=3e-3, batch_size=64,
-                      ema_decay=0.995, minutes=2.5, one_cycle=True),
+                      ema_decay=0.995, minutes=2.5),
     "ddpm_eps": Recipe(EpsUNet, {"channels": [16, 32, 32], "emb_dim": 64}, None, "eps", lr=3e-3, batch_size=64,
-                       ema_decay=0.995, minutes=2.5, one_cycle=True),
+                       ema_decay=0.995, minutes=2.5),
     "cfg_eps": Recipe(EpsUNet, {"channels": [16, 32, 32], "emb_dim": 64, "num_classes": 10}, None, "eps", lr=3e-3,
-                      batch_size=64, ema_decay=0.995, conditional=True, minutes=3.0, one_cycle=True),
+                      batch_size=64, ema_decay=0.995, conditional=True, minutes=3.0),
     "noisy_classifier": Recipe(NoisyClassifier, {"num_classes": 10, "channels": [16, 32, 64], "emb_dim": 64}, None,
-                               "noisy-ce", lr=2e-3, batch_size=128, ema_decay=None, minutes=2.0, one_cycle=True),
+                               "noisy-ce", lr=2e-3, batch_size=128, ema_decay=None, minutes=2.0),
 }
 assert set(RECIPES) == set(NAMES)
 
@@ -76,16 +83,6 @@ def random_shift(x: torch.Tensor, generator, max_shift: int = 2) -> torch.Tensor
                         for i in range(b)])
 
 
-def warmup_cosine(steps: int, warmup: int = 200, floor: float = 0.1):
-    """LR factor: linear warm-up, then a cosine from 1 down to ``floor`` at the last step."""
-    def factor(step):
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, steps - warmup))
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-    return factor
-
-
 def recipe_for(name: str, quick: bool = False) -> Recipe:
     """The full recipe of network ``name``, or its quick one (a few CPU minutes)."""
     table = QUICK_RECIPES if quick else RECIPES
@@ -93,6 +90,12 @@ def recipe_for(name: str, quick: bool = False) -> Recipe:
         kind = "quick recipe" if quick else "recipe"
         raise ValueError(f"no {kind} named {name!r}: the names are {', '.join(table)}")
     return table[name]
+
+
+def lr_shape(r: Recipe):
+    """The recipe's learning-rate factor as a function of the fraction of the budget used
+    (:func:`~course_utils.training.one_cycle` with the recipe's warm-up, start and end)."""
+    return functools.partial(one_cycle, warmup=r.warmup, start=r.lr_start, end=r.lr_end)
 
 
 def build_network(r: Recipe) -> torch.nn.Module:
@@ -151,11 +154,6 @@ def train_recipe(name: str, *, quick: bool = False, steps: int | None = None, mi
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=r.lr, weight_decay=0.0 if r.ema_decay else 1e-4,
                                   fused=device.type == "cuda")
-    scheduler, lr_shape = None, one_cycle
-    if not r.one_cycle:
-        if steps is None:
-            raise ValueError(f"the full recipe of {name} plans its learning rate by steps: give --steps")
-        scheduler, lr_shape = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps)), None
     generator = torch.Generator().manual_seed(seed)
     schedule = NoiseSchedule(**r.schedule).to(device) if r.schedule else None
 
@@ -172,8 +170,6 @@ def train_recipe(name: str, *, quick: bool = False, steps: int | None = None, mi
             ema.updates = state["ema_updates"]
         model.to(device)
         optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"])
         start, losses, seconds = state["step"], state["losses"], state["seconds"]
         print(f"resuming {name} from step {start} ({ckpt})")
@@ -184,15 +180,13 @@ def train_recipe(name: str, *, quick: bool = False, steps: int | None = None, mi
         state = {"budget": [budget.steps, budget.minutes], "step": done, "model": model.state_dict(),
                  "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
                  "losses": losses + new_losses, "seconds": seconds + time.perf_counter() - clock}
-        if scheduler is not None:
-            state["scheduler"] = scheduler.state_dict()
         if ema is not None:
             state.update(ema=ema.model.state_dict(), ema_updates=ema.updates)
         atomic_write_bytes(ckpt, lambda tmp: torch.save(state, tmp))
 
     new_losses = fit(model, recipe_loss(r, schedule, generator), (data.images, data.labels), steps=steps,
-                     minutes=minutes, batch_size=r.batch_size, optimizer=optimizer, scheduler=scheduler,
-                     lr_shape=lr_shape, ema=ema, device=device, generator=generator, progress=progress,
+                     minutes=minutes, batch_size=r.batch_size, optimizer=optimizer,
+                     lr_shape=lr_shape(r), ema=ema, device=device, generator=generator, progress=progress,
                      desc=f"train {name}", start_step=start, start_seconds=seconds,
                      callback=lambda step, so_far: (step + 1) % checkpoint_every or save_checkpoint(step + 1, so_far))
     save_checkpoint(start + len(new_losses), new_losses)
@@ -228,7 +222,7 @@ def train_live(name: str, loss_fn, tensors, *, minutes: float, preview=None, eve
     start = time.perf_counter()
     optimizer = torch.optim.AdamW(model.parameters(), lr=r.lr, weight_decay=0.0 if r.ema_decay else 1e-4)
     losses = fit(model, loss_fn, tensors, minutes=minutes, batch_size=r.batch_size, optimizer=optimizer,
-                 lr_shape=one_cycle, ema=ema, device=device, generator=generator, desc=title, callback=view)
+                 lr_shape=lr_shape(r), ema=ema, device=device, generator=generator, desc=title, callback=view)
     seconds = time.perf_counter() - start
     view.finish(losses)
     final = shown().eval()

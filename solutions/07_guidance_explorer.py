@@ -10,6 +10,9 @@
 #   shift) and for classifier-free guidance;
 # - compare the scales of the methods: the same number does not mean the same strength.
 #
+# **Time:** under a minute on a laptop CPU; a new setting then takes a second or two. The explorer uses the
+# shipped models (wider networks, trained for longer than a notebook can), so every scale has something to show.
+#
 # **How to use it.** Pick a method and a digit, then move the scale. A setting computed before shows at once; a
 # new one takes a few seconds on a CPU (the grid turns grey while it computes). "precompute sweep" computes nine
 # scales of the current method and digit and keeps them on disk (`~/.cache/course_utils/explorer`, or the

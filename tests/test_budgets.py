@@ -1,6 +1,7 @@
 """Training sized by time: budgets, the one-cycle shape, stopping on request, live views, the learner's
 own models, and the quick recipes."""
 import json
+import math
 import os
 import signal
 import subprocess
@@ -166,3 +167,16 @@ def test_quick_recipe_from_the_command_line(tmp_path):
     assert loaded.info["steps"] > 0 and loaded.model(torch.randn(2, 1, 32, 32), torch.tensor([0, 9])).shape == (2, 10)
     bad = subprocess.run(cmd[:-6] + ["--minutes", "-1"], env=env, capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "minutes must be a finite number > 0" in bad.stderr
+
+
+def test_a_full_recipe_takes_a_time_budget_alone_and_plans_its_learning_rate_for_it(tmp_path):
+    from course_utils.recipes import RECIPES, lr_shape, train_recipe
+    info = train_recipe("evaluator", minutes=0.01, device="cpu", weights_dir=tmp_path / "w",
+                        checkpoint_dir=tmp_path / "ckpt", offline=True, progress=False)
+    assert 0 < info["steps"] < RECIPES["evaluator"].steps and "--minutes 0.01" in info["command"]
+    assert load_pretrained("evaluator", device="cpu", weights_dir=tmp_path / "w").info["steps"] == info["steps"]
+    # the full recipes' shape: 200 warm-up steps from lr / 200, then a half cosine down to lr / 10
+    shape = lr_shape(RECIPES["ddpm_eps"])
+    assert shape(0.0) == pytest.approx(1 / 200) and shape(200 / 13000) == pytest.approx(1.0)
+    assert shape(1.0) == pytest.approx(0.1) and shape(0.5) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(
+        math.pi * (0.5 - 200 / 13000) / (1 - 200 / 13000))))

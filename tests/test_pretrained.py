@@ -60,6 +60,9 @@ def test_weights_that_do_not_fit_the_architecture_are_refused(tmp_path):
 def test_unknown_and_missing_weights_are_explained(tmp_path):
     with pytest.raises(WeightsError, match="no pretrained weights named 'ddpm'.*ddpm_eps"):
         load_pretrained("ddpm")
+    with pytest.raises(KeyError) as err:             # `except KeyError` works, as for any look-up by name
+        load_pretrained("ddpm")
+    assert str(err.value).startswith("no pretrained weights named 'ddpm': the names are ddpm_x0, ddpm_eps")
     with pytest.raises(WeightsError, match="retrain with `python -m course_utils train cfg_eps`"):
         load_pretrained("cfg_eps", weights_dir=tmp_path)
 
