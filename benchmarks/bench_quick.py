@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from course_utils import load_mnist, load_pretrained  # noqa: E402
-from course_utils.evaluation import evaluator_outputs, frechet_distance, generate, judge  # noqa: E402
+from course_utils.evaluation import evaluator_outputs, frechet_distance, generate, judge, recognizable  # noqa: E402
 from course_utils.recipes import train_recipe  # noqa: E402
 from course_utils.sampling import ddim_sample  # noqa: E402
 
@@ -52,8 +52,8 @@ def main() -> int:
     y = torch.arange(10).repeat_interleave(10)
     print(f"real-vs-real Frechet floor (100 training digits against the 1,000 test digits): {floor:.1f}")
     print("| minutes | steps x0 / eps / clf / cfg | CFG DDIM-25 best (scale) | CG DDIM-25 best (scale) | CG DDPM-100 best (scale) "
-          "| unguided Frechet x0 / eps (DDIM-25, 100) |")
-    print("| ---: | --- | --- | --- | --- | ---: |")
+          "| unguided x0: recognizable, Frechet | unguided eps: recognizable, Frechet |")
+    print("| ---: | --- | --- | --- | --- | --- | --- |")
     for minutes in args.minutes:
         with tempfile.TemporaryDirectory() as folder:
             steps = {}
@@ -67,15 +67,17 @@ def main() -> int:
         (cfg, s_cfg), cfg_rows = best("cfg-ddim", models, evaluator, CFG_SCALES, y, steps=25)
         (cg, s_cg), cg_rows = best("classifier-ddim", models, evaluator, CG_SCALES, y, steps=25)
         (cg_p, s_cgp), cgp_rows = best("classifier-ddpm", models, evaluator, CG_SCALES, y, ddpm_steps=100)
-        fd = {}
+        fd, readable = {}, {}
         for name, prediction in (("ddpm_x0", "x0"), ("ddpm_eps", "eps")):
             m = models[name]
             x = ddim_sample(m.model, m.schedule, (100, 1, 32, 32), prediction=prediction, steps=25, progress=False,
                             generator=torch.Generator().manual_seed(0))
-            fd[name] = frechet_distance(evaluator_outputs(evaluator, x)[1], test_feats)
+            logits, feats = evaluator_outputs(evaluator, x)
+            fd[name], readable[name] = frechet_distance(feats, test_feats), recognizable(logits)
         print(f"  CFG {cfg_rows}\n  CG-DDIM {cg_rows}\n  CG-DDPM {cgp_rows}")
         print(f"| {minutes:g} | {' / '.join(str(steps[n]) for n in NAMES)} | {cfg:.0%} ({s_cfg:g}) | {cg:.0%} ({s_cg:g}) "
-              f"| {cg_p:.0%} ({s_cgp:g}) | {fd['ddpm_x0']:.1f} / {fd['ddpm_eps']:.1f} |", flush=True)
+              f"| {cg_p:.0%} ({s_cgp:g}) | {readable['ddpm_x0']:.0%}, {fd['ddpm_x0']:.0f} "
+              f"| {readable['ddpm_eps']:.0%}, {fd['ddpm_eps']:.0f} |", flush=True)
     return 0
 
 

@@ -209,10 +209,12 @@ def plot_report(report: dict):
     return fig
 
 
-def sweep_grids(method: str, models: dict, evaluator, y: torch.Tensor, scales, *, steps: int = 25, seed: int = 0):
+def sweep_grids(method: str, models: dict, evaluator, y: torch.Tensor, scales, *, steps: int = 25, seed: int = 0,
+                ddpm_steps: int | None = None):
     """One grid of guided samples per scale (same starting noise each time), judged by the evaluator.
 
-    Draws a row of panels titled with accuracy and diversity; returns {scale: judge(...)}.
+    ``steps`` / ``ddpm_steps``: as in :func:`generate`. Draws a row of panels titled with
+    accuracy and diversity; returns {scale: judge(...)}.
     """
     import matplotlib.pyplot as plt
 
@@ -221,7 +223,8 @@ def sweep_grids(method: str, models: dict, evaluator, y: torch.Tensor, scales, *
     fig, axes = plt.subplots(1, len(scales), figsize=(3.2 * len(scales), 3.6))
     measured = {}
     for ax, s in zip(axes, scales):
-        x = generate(method, models, y, s, steps=steps, generator=torch.Generator().manual_seed(seed), device="cpu")
+        x = generate(method, models, y, s, steps=steps, ddpm_steps=ddpm_steps,
+                     generator=torch.Generator().manual_seed(seed), device="cpu")
         measured[s] = judge(evaluator, x, y)
         show_images(x, nrow=4, ax=ax, title=f"s = {s:g}\naccuracy {measured[s]['accuracy']:.0%}, "
                                              f"diversity {measured[s]['diversity']:.0f}")

@@ -72,7 +72,8 @@ def build(py_file: Path):
             continue
         if BEGIN in cell.source:
             ex = EXERCISE.search(cell.source)
-            cell.metadata["nbgrader"] = {"grade": False, "grade_id": f"exercise-{ex.group(1) if ex else i}",
+            name = ex.group(1).replace(".", "-") if ex else str(i)   # nbgrader ids allow letters, digits, _ and -
+            cell.metadata["nbgrader"] = {"grade": False, "grade_id": f"exercise-{name}",
                                          "locked": False, "schema_version": 3, "solution": True, "task": False}
         elif "checks.check_" in cell.source:
             graded += 1

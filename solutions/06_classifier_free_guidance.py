@@ -129,7 +129,7 @@ evaluator = cu.load_pretrained("evaluator", device="cpu").model
 yours = {"cfg_eps": cu.load_model("cfg_eps", device="cpu")}
 y_all = torch.arange(10).repeat_interleave(10)
 cfg_sweep = {}
-for s in [0.0, 1.0, 2.0, 3.0, 5.0]:
+for s in [0.0, 1.0, 2.0, 3.0, 5.0, 8.0]:
     x = generate("cfg-ddim", yours, y_all, s, steps=25, generator=torch.Generator().manual_seed(5), device="cpu")
     cfg_sweep[s] = judge(evaluator, x, y_all)
     print(f"s = {s:g}: accuracy {cfg_sweep[s]['accuracy']:.0%}, diversity {cfg_sweep[s]['diversity']:.1f}")

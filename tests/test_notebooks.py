@@ -1,6 +1,8 @@
 """The notebooks: generated files in sync with solutions/*.py, exercises stripped in the student
 versions, nbgrader metadata, and every student notebook stopping at its first exercise."""
 
+import re
+
 import nbformat
 import pytest
 from nbclient import NotebookClient
@@ -33,6 +35,8 @@ def test_student_notebooks_hold_no_solutions_and_solutions_carry_nbgrader_marks(
     stripped = [c for c in student.cells if "raise NotImplementedError" in c.source]
     assert len(stripped) == len(exercises)
     assert not any(BEGIN in c.source or END in c.source for c in student.cells)
+    ids = [c.metadata["nbgrader"]["grade_id"] for c in solution.cells if "nbgrader" in c.metadata]
+    assert len(set(ids)) == len(ids) and all(re.fullmatch(r"[a-zA-Z0-9_\-]+", i) for i in ids), ids  # nbgrader's schema
     graded = [c for c in solution.cells if c.metadata.get("nbgrader", {}).get("grade")]
     assert all("checks.check_" in c.source for c in graded)
     assert len(graded) >= len(exercises)
