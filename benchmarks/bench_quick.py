@@ -6,8 +6,9 @@ For each budget: trains ddpm_x0, ddpm_eps, noisy_classifier and cfg_eps by their
 (``python -m course_utils train NAME --quick --minutes M``, in this process, on this
 machine's CPU), then judges them with the shipped evaluator on 100 samples (10 of each
 digit): classifier-free guidance (DDIM-25) and classifier guidance (DDIM-25 and the
-respaced DDPM-100 chain) at their best scales, and the unguided Frechet distances of the
-x0 and eps models (DDIM-25) beside the real-vs-real floor. Prints one table row per budget.
+respaced DDPM-100 chain) at their best scales, and, for 100 unguided DDIM-25 samples of the
+x0 and eps models, the realistic fraction (evaluation.realistic_fraction) and the Frechet
+distance beside the real-vs-real floor. Prints one table row per budget.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from course_utils import load_mnist, load_pretrained  # noqa: E402
-from course_utils.evaluation import evaluator_outputs, frechet_distance, generate, judge, recognizable  # noqa: E402
+from course_utils.evaluation import evaluator_outputs, frechet_distance, generate, judge, realistic_fraction  # noqa: E402
 from course_utils.recipes import train_recipe  # noqa: E402
 from course_utils.sampling import ddim_sample  # noqa: E402
 
@@ -50,9 +51,10 @@ def main() -> int:
     test_feats = evaluator_outputs(evaluator, test.images)[1]
     floor = frechet_distance(evaluator_outputs(evaluator, real)[1], test_feats)
     y = torch.arange(10).repeat_interleave(10)
-    print(f"real-vs-real Frechet floor (100 training digits against the 1,000 test digits): {floor:.1f}")
+    print(f"real-vs-real Frechet floor (100 training digits against the 1,000 test digits): {floor:.1f}; "
+          f"realistic fraction of those 100 real digits: {realistic_fraction(evaluator_outputs(evaluator, real)[1], test_feats):.0%}")
     print("| minutes | steps x0 / eps / clf / cfg | CFG DDIM-25 best (scale) | CG DDIM-25 best (scale) | CG DDPM-100 best (scale) "
-          "| unguided x0: recognizable, Frechet | unguided eps: recognizable, Frechet |")
+          "| unguided x0: realistic, Frechet | unguided eps: realistic, Frechet |")
     print("| ---: | --- | --- | --- | --- | --- | --- |")
     for minutes in args.minutes:
         with tempfile.TemporaryDirectory() as folder:
@@ -72,8 +74,8 @@ def main() -> int:
             m = models[name]
             x = ddim_sample(m.model, m.schedule, (100, 1, 32, 32), prediction=prediction, steps=25, progress=False,
                             generator=torch.Generator().manual_seed(0))
-            logits, feats = evaluator_outputs(evaluator, x)
-            fd[name], readable[name] = frechet_distance(feats, test_feats), recognizable(logits)
+            feats = evaluator_outputs(evaluator, x)[1]
+            fd[name], readable[name] = frechet_distance(feats, test_feats), realistic_fraction(feats, test_feats)
         print(f"  CFG {cfg_rows}\n  CG-DDIM {cg_rows}\n  CG-DDPM {cgp_rows}")
         print(f"| {minutes:g} | {' / '.join(str(steps[n]) for n in NAMES)} | {cfg:.0%} ({s_cfg:g}) | {cg:.0%} ({s_cg:g}) "
               f"| {cg_p:.0%} ({s_cgp:g}) | {readable['ddpm_x0']:.0%}, {fd['ddpm_x0']:.0f} "

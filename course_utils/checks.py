@@ -4,6 +4,11 @@ and, when they differ, names the likely mistake.
 Every check prints a short confirmation when the function is right and raises
 :class:`CheckFailed` (an AssertionError) with a hint when it is not. A function that still
 raises NotImplementedError is let through, so an unsolved exercise stops the notebook there.
+
+The inputs are chosen so that each mistake an exercise invites changes the result clearly:
+coarse schedules (few, large steps) where a factor close to 1 would hide a mistake, t = 0 and
+the last DDIM step among the timesteps, and every function called twice on the same inputs
+(a result that changes between calls means state leaks from one call into the next).
 """
 from __future__ import annotations
 
@@ -30,30 +35,91 @@ def _col(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return v.reshape(-1, *([1] * (x.dim() - 1)))
 
 
-def _verdict(what: str, got, want: torch.Tensor, mistakes: dict, atol: float = 1e-4) -> None:
-    if not isinstance(got, torch.Tensor):
-        raise CheckFailed(f"{what}: expected a tensor, got {type(got).__name__}")
-    if got.shape != want.shape:
-        raise CheckFailed(f"{what}: expected shape {list(want.shape)}, got {list(got.shape)}")
-    got = got.detach().float()
-    if torch.allclose(got, want, atol=atol, rtol=1e-4):
-        print(f"\N{WHITE HEAVY CHECK MARK} {what}: correct")
-        return
-    for hint, wrong in mistakes.items():
-        if wrong.shape == got.shape and torch.allclose(got, wrong.float(), atol=atol, rtol=1e-4):
-            raise CheckFailed(f"{what}: {hint}")
-    err = (got - want).abs().max().item()
-    raise CheckFailed(f"{what}: wrong values (largest error {err:.3g}); compare each factor with the formula above")
+BROADCAST_HINT = ("per-sample scalars such as alpha_bars[t] have shape [B] and must be reshaped to [B, 1, 1, 1] "
+                  "(for example .view(-1, 1, 1, 1)) to broadcast against images [B, C, H, W]")
 
 
-def _call(what: str, fn, *args):
+def _hint_for(err: Exception, shapes: str) -> str:
+    """A hint chosen for the error the student's code raised."""
+    msg = str(err)
+    if "does not require grad" in msg or "does not have a grad_fn" in msg:
+        return ("no gradient could flow: the sampler calls this function under torch.no_grad(), so compute inside "
+                "`with torch.enable_grad():`, on a copy that requires grad: x = x_t.detach().requires_grad_(True)")
+    if "backward through the graph a second time" in msg:
+        return "each call must build its own graph: take the gradient once, with torch.autograd.grad"
+    if isinstance(err, IndexError) or "out of bounds" in msg or "out of range" in msg:
+        return ("an index is out of range: timesteps run from 0 to T - 1, and t_prev = -1 stands for the clean end "
+                "of the chain (alpha_bar = 1), which has no entry in alpha_bars")
+    if "must match the size" in msg or "broadcast" in msg or "shape" in msg or "size mismatch" in msg:
+        return shapes
+    if "expected scalar type" in msg or "dtype" in msg:
+        return "a dtype mismatch: timesteps and labels are integers (torch.long), images, noise and losses floats"
+    if "device" in msg:
+        return "tensors on different devices: make new tensors on the inputs' device (device=x.device)"
+    if isinstance(err, TypeError):
+        return "check the arguments: the check calls your function with the exercise's signature, in that order"
+    if isinstance(err, (AttributeError, NameError)):
+        return "a name your code uses does not exist there: check its spelling, and use the arguments, not globals"
+    return "the traceback above names the line of your code that failed"
+
+
+def _call(what: str, fn, *args, shapes: str = BROADCAST_HINT):
+    """``fn(*args)``, with any error but NotImplementedError reported with the student's own
+    message and a hint chosen for that error."""
     try:
         return fn(*args)
     except NotImplementedError:
         raise
-    except (RuntimeError, IndexError) as err:
-        raise CheckFailed(f"{what} raised {type(err).__name__}: {err}. Check the shapes: per-sample "
-                          "scalars such as alpha_bars[t] must be reshaped to [B, 1, 1, 1] to broadcast") from err
+    except Exception as err:
+        raise CheckFailed(f"{what} raised {type(err).__name__}: {err}\nHint: {_hint_for(err, shapes)}") from err
+
+
+def _as_result(what: str, got, want: torch.Tensor) -> torch.Tensor:
+    """``got`` if it is a tensor of the shape and dtype of ``want``; a named CheckFailed otherwise."""
+    if not isinstance(got, torch.Tensor):
+        extra = (": return the tensor itself, not a Python number (.item() or float(...) cut it off from "
+                 "autograd)") if isinstance(got, (int, float)) else ""
+        raise CheckFailed(f"{what}: expected a tensor, got {type(got).__name__}{extra}")
+    if got.shape != want.shape:
+        raise CheckFailed(f"{what}: expected shape {list(want.shape)}, got {list(got.shape)}")
+    if got.dtype != want.dtype:
+        raise CheckFailed(f"{what}: expected dtype {want.dtype}, got {got.dtype} (keep the inputs' dtype: no "
+                          "float64 constants, no integer division)")
+    if got.is_floating_point() and not torch.isfinite(got).all():
+        raise CheckFailed(f"{what}: the result holds NaN or inf: a division by zero, or the square root of a "
+                          "negative number?")
+    return got
+
+
+def _verdict(what: str, got, want: torch.Tensor, mistakes: dict, atol: float = 1e-4) -> None:
+    got = _as_result(what, got, want).detach()
+    if torch.allclose(got.float(), want.float(), atol=atol, rtol=1e-4):
+        return
+    for hint, wrong in mistakes.items():
+        if wrong.shape == got.shape and torch.allclose(got.float(), wrong.float(), atol=atol, rtol=1e-4):
+            raise CheckFailed(f"{what}: {hint}")
+    err = (got.float() - want.float()).abs().max().item()
+    raise CheckFailed(f"{what}: wrong values (largest error {err:.3g}); compare each factor with the formula above")
+
+
+def _twice(what: str, fn, *args, shapes: str = BROADCAST_HINT):
+    """Call ``fn`` twice on the same inputs; the two results must agree (no state kept between calls)."""
+    first = _call(what, fn, *args, shapes=shapes)
+    second = _call(what, fn, *args, shapes=shapes)
+    if isinstance(first, torch.Tensor) and isinstance(second, torch.Tensor) and first.shape == second.shape:
+        if not torch.allclose(first.detach().float(), second.detach().float(), atol=1e-6, equal_nan=True):
+            ratio = (second.detach().float().norm() / first.detach().float().norm().clamp(min=1e-12)).item()
+            if abs(ratio - 2) < 1e-3:
+                raise CheckFailed(f"{what}: the second call returned twice the first: gradients accumulate in "
+                                  "x.grad from one call to the next. Take them with torch.autograd.grad(..., x) on a "
+                                  "fresh copy x = x_t.detach().requires_grad_(True)")
+            raise CheckFailed(f"{what}: two calls with the same inputs gave different results: use the inputs "
+                              "you are given (t, noise, u) instead of drawing new random numbers, and keep no state")
+    return first
+
+
+def _done(what: str) -> None:
+    print(f"\N{WHITE HEAVY CHECK MARK} {what}: correct")
 
 
 # ------------------------------------------------------------------ notebook 1
@@ -61,11 +127,11 @@ def check_q_sample(fn) -> None:
     """fn(x0, t, noise, schedule) = sqrt(ab_t) x0 + sqrt(1 - ab_t) noise."""
     s, g = _schedule(), torch.Generator().manual_seed(0)
     x0, noise = torch.randn(8, 1, 6, 6, generator=g), torch.randn(8, 1, 6, 6, generator=g)
-    t = torch.randint(1, 999, (8,), generator=g)
+    t = torch.cat([torch.tensor([0, 999]), torch.randint(1, 999, (6,), generator=g)])
     ab, a = _col(s.alpha_bars[t], x0), _col(s.alphas[t], x0)
     ab_prev = _col(s.alpha_bars[t - 1], x0)
     want = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
-    _verdict("q_sample", _call("q_sample", fn, x0, t, noise, s), want, {
+    _verdict("q_sample", _twice("q_sample", fn, x0, t, noise, s), want, {
         "the square roots are missing: x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps":
             ab * x0 + (1 - ab) * noise,
         "you used alpha_t (one step) instead of alpha_bar_t (the product up to t)":
@@ -74,7 +140,10 @@ def check_q_sample(fn) -> None:
             ab_prev.sqrt() * x0 + (1 - ab_prev).sqrt() * noise,
         "the two coefficients are swapped: sqrt(alpha_bar_t) multiplies x0, sqrt(1 - alpha_bar_t) the noise":
             (1 - ab).sqrt() * x0 + ab.sqrt() * noise,
+        "the noise is scaled by sqrt(beta_t), one step's noise: after t steps its variance is 1 - alpha_bar_t":
+            ab.sqrt() * x0 + _col(s.betas[t], x0).sqrt() * noise,
     })
+    _done("q_sample")
 
 
 # ------------------------------------------------------------------ notebook 2
@@ -83,29 +152,41 @@ def check_time_map(fn) -> None:
     x = torch.zeros(3, 1, 5, 7)
     t = torch.tensor([0, 250, 999])
     want = (t.float() / 1000).view(3, 1, 1, 1).expand(3, 1, 5, 7)
-    got = _call("time map", fn, t, 1000, x)
+    got = _twice("time map", fn, t, 1000, x,
+                 shapes="build t / T with shape [B, 1, 1, 1] (.view(-1, 1, 1, 1)), then .expand(B, 1, H, W)")
     if isinstance(got, torch.Tensor) and got.shape == (3, 1, 1, 1):
         raise CheckFailed("time map: expand the [B, 1, 1, 1] tensor to the image size [B, 1, H, W]")
+    if isinstance(got, torch.Tensor) and not got.is_floating_point():
+        raise CheckFailed("time map: integer division: convert t to float before dividing (t.float() / T)")
     _verdict("time map", got, want, {
         "t is not scaled: divide by T so the channel lies in [0, 1] like the pixels": want * 1000,
         "divide by T, not T - 1": t.float().div(999).view(3, 1, 1, 1).expand(3, 1, 5, 7),
+        "integer division: convert t to float before dividing (t.float() / T)": torch.zeros(3, 1, 5, 7),
     })
+    _done("time map")
 
 
 def check_posterior_mean(fn) -> None:
     """fn(x0_hat, x_t, t, schedule) = the mean of q(x_{t-1} | x_t, x0)."""
     s, g = _coarse_schedule(), torch.Generator().manual_seed(1)
     x0, x_t = torch.randn(8, 1, 4, 4, generator=g), torch.randn(8, 1, 4, 4, generator=g)
-    t = torch.randint(1, 20, (8,), generator=g)
+    t = torch.cat([torch.tensor([0, 19]), torch.randint(1, 19, (6,), generator=g)])
     a, b = _col(s.alphas[t], x0), _col(s.betas[t], x0)
     ab, ab_prev = _col(s.alpha_bars[t], x0), _col(s.alpha_bars_prev[t], x0)
+    wrapped = _col(s.alpha_bars[t - 1], x0)            # alpha_bars[-1] at t = 0
     c0, ct = ab_prev.sqrt() * b / (1 - ab), a.sqrt() * (1 - ab_prev) / (1 - ab)
-    _verdict("posterior mean", _call("posterior mean", fn, x0, x_t, t, s), c0 * x0 + ct * x_t, {
+    _verdict("posterior mean", _twice("posterior mean", fn, x0, x_t, t, s), c0 * x0 + ct * x_t, {
         "the coefficients of x0_hat and x_t are swapped": ct * x0 + c0 * x_t,
-        "use alpha_bar_{t-1} (alpha_bars[t-1]) in the x0 coefficient, not alpha_bar_t":
+        "use alpha_bar_{t-1} (schedule.alpha_bars_prev[t]) in the x0 coefficient, not alpha_bar_t":
             ab.sqrt() * b / (1 - ab) * x0 + ct * x_t,
         "the x_t coefficient needs sqrt(alpha_t), not alpha_t": c0 * x0 + a * (1 - ab_prev) / (1 - ab) * x_t,
+        "wrong only at t = 0: alpha_bars[t - 1] wraps around to alpha_bars[-1] there, but alpha_bar_{-1} = 1 "
+        "(nothing is noised yet); use schedule.alpha_bars_prev[t], which holds it":
+            wrapped.sqrt() * b / (1 - ab) * x0 + a.sqrt() * (1 - wrapped) / (1 - ab) * x_t,
+        "both coefficients divide by 1 - alpha_bar_t (not 1 - alpha_bar_{t-1})":
+            ab_prev.sqrt() * b / (1 - ab_prev) * x0 + a.sqrt() * (1 - ab_prev) / (1 - ab_prev) * x_t,
     })
+    _done("posterior mean")
 
 
 def check_ddpm_step(fn) -> None:
@@ -117,14 +198,17 @@ def check_ddpm_step(fn) -> None:
         mean = s.posterior_mean(x0, x_t, tt)
         var = s.posterior_variance[t]
         want = mean + var.sqrt() * z if t > 0 else mean
-        _verdict(f"DDPM step at t={t}", _call("DDPM step", fn, x_t, t, x0, s, z), want, {
+        _verdict(f"DDPM step at t={t}", _twice("DDPM step", fn, x_t, t, x0, s, z), want, {
             "no noise is added at the last step (t = 0): return the mean itself": mean + s.betas[0].sqrt() * z,
             "the noise is scaled by the standard deviation sqrt(posterior_variance), not the variance":
                 mean + var * z,
             "use the posterior variance beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t), not beta_t":
                 mean + s.betas[t].sqrt() * z,
             "the step must add noise for t > 0: x_{t-1} = mean + sigma_t z": mean,
+            "use posterior_variance[t], the variance of this step (t -> t-1), not posterior_variance[t-1]":
+                mean + s.posterior_variance[t - 1].sqrt() * z,
         })
+    _done("DDPM step")
 
 
 # ------------------------------------------------------------------ notebook 3
@@ -133,51 +217,84 @@ def check_sinusoidal_embedding(fn) -> None:
     t, dim = torch.tensor([0, 3, 50, 999]), 16
     half = dim // 2
     i = torch.arange(half, dtype=torch.float32)
-    ang = t.float()[:, None] * 10000 ** (-i / half)[None]
-    want = torch.cat([ang.sin(), ang.cos()], 1)
-    ang_bad = t.float()[:, None] * 10000 ** (-i / dim)[None]
-    _verdict("sinusoidal embedding", _call("sinusoidal embedding", fn, t, dim), want, {
+
+    def embed(exponent):
+        ang = t.float()[:, None] * 10000 ** exponent[None]
+        return torch.cat([ang.sin(), ang.cos()], 1), ang
+    want, ang = embed(-i / half)
+    _verdict("sinusoidal embedding", _twice("sinusoidal embedding", fn, t, dim), want, {
         "sin and cos are in the wrong order: sines first, then cosines": torch.cat([ang.cos(), ang.sin()], 1),
-        "the frequency exponent is -i / (dim/2), not -i / dim": torch.cat([ang_bad.sin(), ang_bad.cos()], 1),
+        "the frequency exponent is -i / (dim/2), not -i / dim": embed(-i / dim)[0],
+        "the exponent needs its minus sign: the frequencies 10000^(-i/(dim/2)) fall from 1 to 1/10000":
+            embed(i / half)[0],
         "concatenate [sin | cos] along dim 1 rather than interleaving them":
             torch.stack([ang.sin(), ang.cos()], 2).reshape(4, dim),
     })
+    _done("sinusoidal embedding")
 
 
-def _fixed_model(x, t):
-    """A deterministic stand-in network for checking losses."""
-    return 0.5 * x + 0.001 * t.float().view(-1, *([1] * (x.dim() - 1)))
+class _FixedModel(torch.nn.Module):
+    """A deterministic stand-in network with one parameter, for checking losses."""
+
+    def __init__(self):
+        super().__init__()
+        self.gain = torch.nn.Parameter(torch.tensor(0.5))
+
+    def forward(self, x, t):
+        return self.gain * x + 0.001 * t.float().view(-1, *([1] * (x.dim() - 1)))
+
+
+def _loss_verdict(what: str, got, want: torch.Tensor, mistakes: dict) -> None:
+    """A loss must be a 0-dim float tensor that gradients flow back through, with the right value."""
+    got = _as_result(what, got, want)
+    if not got.requires_grad:
+        raise CheckFailed(f"{what}: the loss carries no gradient (it was detached, computed under torch.no_grad(), "
+                          "or rebuilt with torch.tensor(...)): training calls loss.backward() on it")
+    _verdict(what, got, want, mistakes, atol=1e-5)
 
 
 def check_eps_loss(fn) -> None:
     """fn(model, x0, t, noise, schedule) = mean || model(x_t, t) - noise ||^2 with x_t = q_sample(x0, t, noise)."""
     s, g = _schedule(), torch.Generator().manual_seed(3)
     x0, noise = torch.randn(6, 1, 4, 4, generator=g), torch.randn(6, 1, 4, 4, generator=g)
-    t = torch.randint(0, 1000, (6,), generator=g)
+    t = torch.cat([torch.tensor([0]), torch.randint(1, 1000, (5,), generator=g)])
+    model = _FixedModel()
     x_t = s.q_sample(x0, t, noise)
-    want = F.mse_loss(_fixed_model(x_t, t), noise)
-    got = _call("eps loss", fn, _fixed_model, x0, t, noise, s)
-    _verdict("eps loss", torch.as_tensor(got).reshape(()), want.reshape(()), {
-        "the target of eps-prediction is the noise, not x0": F.mse_loss(_fixed_model(x_t, t), x0),
-        "the model must see the noisy x_t, not the clean x0": F.mse_loss(_fixed_model(x0, t), noise),
-        "take the mean of the squared errors, not the sum": F.mse_loss(_fixed_model(x_t, t), noise, reduction="sum"),
-    }, atol=1e-5)
+    ab = _col(s.alpha_bars[t], x0)
+    with torch.no_grad():
+        want = F.mse_loss(model(x_t, t), noise)
+        mistakes = {
+            "the target of eps-prediction is the noise, not x0": F.mse_loss(model(x_t, t), x0),
+            "the model must see the noisy x_t, not the clean x0": F.mse_loss(model(x0, t), noise),
+            "the model must see the noisy x_t, not the noise itself": F.mse_loss(model(noise, t), noise),
+            "take the mean of the squared errors, not the sum": F.mse_loss(model(x_t, t), noise, reduction="sum"),
+            "the squared error, not the absolute error (that is an L1 loss)": F.l1_loss(model(x_t, t), noise),
+            "x_t needs the square roots: x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) noise "
+            "(schedule.q_sample(x0, t, noise) computes it)": F.mse_loss(model(ab * x0 + (1 - ab) * noise, t), noise),
+        }
+    _loss_verdict("eps loss", _twice("eps loss", fn, model, x0, t, noise, s), want, mistakes)
+    _done("eps loss")
 
 
 def check_reverse_mean(fn) -> None:
     """fn(x_t, t, eps, schedule) = 1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - alpha_bar_t) eps)."""
-    s, g = _schedule(), torch.Generator().manual_seed(4)
+    s, g = _coarse_schedule(), torch.Generator().manual_seed(4)
     x_t, eps = torch.randn(8, 1, 4, 4, generator=g), torch.randn(8, 1, 4, 4, generator=g)
-    t = torch.randint(1, 999, (8,), generator=g)
+    t = torch.cat([torch.tensor([0, 19]), torch.randint(1, 19, (6,), generator=g)])
     a, b, ab = _col(s.alphas[t], x_t), _col(s.betas[t], x_t), _col(s.alpha_bars[t], x_t)
     want = (x_t - b / (1 - ab).sqrt() * eps) / a.sqrt()
-    _verdict("reverse mean", _call("reverse mean", fn, x_t, t, eps, s), want, {
+    _verdict("reverse mean", _twice("reverse mean", fn, x_t, t, eps, s), want, {
         "the denominator is sqrt(1 - alpha_BAR_t), not sqrt(1 - alpha_t) (a misprint in one of our sources)":
             (x_t - b / (1 - a).sqrt() * eps) / a.sqrt(),
         "the whole bracket is divided by sqrt(alpha_t)": x_t - b / (1 - ab).sqrt() * eps,
+        "divide the whole bracket (x_t - ... eps) by sqrt(alpha_t), not only x_t":
+            x_t / a.sqrt() - b / (1 - ab).sqrt() * eps,
         "divide by sqrt(alpha_t), not sqrt(alpha_bar_t)": (x_t - b / (1 - ab).sqrt() * eps) / ab.sqrt(),
         "the noise term is subtracted: x_t - beta_t / sqrt(1 - alpha_bar_t) eps": (x_t + b / (1 - ab).sqrt() * eps) / a.sqrt(),
+        "the eps coefficient is beta_t / sqrt(1 - alpha_bar_t): the square root is missing":
+            (x_t - b / (1 - ab) * eps) / a.sqrt(),
     })
+    _done("reverse mean")
 
 
 # ------------------------------------------------------------------ notebook 4
@@ -188,11 +305,16 @@ def check_add_time_embedding(fn) -> None:
     proj = torch.nn.Linear(8, 4)
     with torch.no_grad():
         p = proj(emb)
-        got = _call("time embedding", fn, h, emb, proj)
+        got = _twice("time embedding", fn, h, emb, proj,
+                     shapes="proj(emb) has shape [B, C]: index it as proj(emb)[:, :, None, None] to add one value per "
+                            "channel at every pixel of h [B, C, H, W]")
     _verdict("time embedding added to the features", got, h + p[:, :, None, None], {
         "project the embedding with proj first, so it has one value per channel": h + emb[:, :4, None, None],
         "add the projected embedding, do not multiply": h * p[:, :, None, None],
+        "the features h must be kept: return h + proj(emb), not only the embedding":
+            p[:, :, None, None].expand(3, 4, 5, 5),
     })
+    _done("time embedding")
 
 
 class _Spy(torch.nn.Module):
@@ -215,7 +337,7 @@ def check_classifier_loss(fn) -> None:
     t, y = torch.randint(1, 1000, (6,), generator=g), torch.randint(0, 10, (6,), generator=g)
     torch.manual_seed(0)
     spy = _Spy()
-    got = _call("classifier loss", fn, spy, x0, y, t, noise, s)
+    got = _twice("classifier loss", fn, spy, x0, y, t, noise, s)
     x_t = s.q_sample(x0, t, noise)
     if spy.calls:
         seen_x, seen_t = spy.calls[-1]
@@ -226,10 +348,15 @@ def check_classifier_loss(fn) -> None:
             raise CheckFailed("classifier loss: pass the timesteps t of x_t to the classifier, too")
     with torch.no_grad():
         logits = spy.lin(x_t.flatten(1)) + 0.01 * t.float()[:, None]
-    _verdict("classifier loss", torch.as_tensor(got).detach().reshape(()), F.cross_entropy(logits, y).reshape(()), {
-        "use cross-entropy on the logits (F.cross_entropy applies log-softmax itself)":
-            F.nll_loss(logits, y).reshape(()),
-    }, atol=1e-5)
+        want = F.cross_entropy(logits, y)
+        mistakes = {
+            "use cross-entropy on the logits (F.cross_entropy applies log-softmax itself)": F.nll_loss(logits, y),
+            "F.cross_entropy takes the raw logits: do not apply softmax first":
+                F.cross_entropy(logits.softmax(1), y),
+            "take the mean over the batch, not the sum": F.cross_entropy(logits, y, reduction="sum"),
+        }
+    _loss_verdict("classifier loss", got, want, mistakes)
+    _done("classifier loss")
 
 
 # ------------------------------------------------------------------ notebook 5
@@ -253,17 +380,24 @@ def check_classifier_grad(fn) -> None:
         (gr,) = torch.autograd.grad(f(clf(xx, t)).sum(), xx)
         return gr
     want = grad_of(lambda lg: F.log_softmax(lg, 1).gather(1, y[:, None]))
+    before = x.clone()
     with torch.no_grad():  # it must work where the sampler has switched gradients off
-        got = _call("classifier gradient", fn, clf, x, t, y)
+        got = _twice("classifier gradient", fn, clf, x, t, y)
+    if x.requires_grad or x.grad is not None or not torch.equal(x, before):
+        raise CheckFailed("classifier gradient: your function changed the caller's x_t (requires_grad_, .grad or "
+                          "an in-place update): work on a copy, x = x_t.detach().requires_grad_(True)")
     _verdict("classifier gradient", got, want, {
         "take the gradient of the LOG-probability (log_softmax), not of the probability (softmax)":
             grad_of(lambda lg: F.softmax(lg, 1).gather(1, y[:, None])),
         "take the gradient of log_softmax at y, not of the raw logit at y": grad_of(lambda lg: lg.gather(1, y[:, None])),
         "pick the log-probability of each sample's own class y, not the sum over all classes":
             grad_of(lambda lg: F.log_softmax(lg, 1)),
-        "the sign is flipped: the gradient of log p(y | x_t) points toward class y":
-            -want,
+        "log_p[:, y] picks every label of the batch for every sample: pick one per sample, "
+        "log_p[torch.arange(B), y] (or log_p.gather(1, y[:, None]))":
+            grad_of(lambda lg: F.log_softmax(lg, 1)[:, y]),
+        "the sign is flipped: the gradient of log p(y | x_t) points toward class y": -want,
     })
+    _done("classifier gradient")
 
 
 def check_guided_mean(fn) -> None:
@@ -271,11 +405,13 @@ def check_guided_mean(fn) -> None:
     g = torch.Generator().manual_seed(8)
     mean, grad = torch.randn(4, 2, generator=g), torch.randn(4, 2, generator=g)
     var, s = torch.rand(4, 1, generator=g) * 0.1 + 0.01, 3.0
-    _verdict("guided mean", _call("guided mean", fn, mean, var, grad, s), mean + s * var * grad, {
+    _verdict("guided mean", _twice("guided mean", fn, mean, var, grad, s), mean + s * var * grad, {
         "the sign of the guidance term: ADD s * Sigma * grad, to move toward the class": mean - s * var * grad,
         "scale by the variance Sigma_t, not by the standard deviation": mean + s * var.sqrt() * grad,
         "the scale s is missing": mean + var * grad,
+        "the variance Sigma_t is missing: the shift is s * Sigma_t * grad": mean + s * grad,
     })
+    _done("guided mean")
 
 
 def check_guided_ddim_step(fn) -> None:
@@ -283,25 +419,38 @@ def check_guided_ddim_step(fn) -> None:
     -scale * sqrt(1 - ab_t) * grad; t_prev = -1 means the last step (ab = 1)."""
     s, g = _schedule(), torch.Generator().manual_seed(9)
     x, eps, grad = (torch.randn(4, 2, generator=g) for _ in range(3))
-    scale, t, t_prev = 2.0, 600, 580
-    ab, ab_prev = s.alpha_bars[t], s.alpha_bars[t_prev]
+    scale = 2.0
+    for t, t_prev in ((600, 580), (20, -1)):
+        ab = s.alpha_bars[t]
+        ab_prev = s.alpha_bars[t_prev] if t_prev >= 0 else torch.tensor(1.0)
 
-    def ddim(x_t, e):
-        x0 = (x_t - (1 - ab).sqrt() * e) / ab.sqrt()
-        return ab_prev.sqrt() * x0 + (1 - ab_prev).sqrt() * e
-    want = ddim(x, eps - scale * (1 - ab).sqrt() * grad)
-    sigma = s.betas[t].sqrt()
-    _verdict("guided DDIM step", _call("guided DDIM step", fn, x, t, t_prev, eps, grad, scale, s), want, {
-        "the sign: eps_hat = eps - s sqrt(1 - alpha_bar_t) grad (eps points AWAY from the data)":
-            ddim(x, eps + scale * (1 - ab).sqrt() * grad),
-        "scale the gradient by sqrt(1 - alpha_bar_t), not by sigma_t = sqrt(beta_t)":
-            ddim(x, eps - scale * sigma * grad),
-        "shift eps, not x_t: subtracting the gradient from x_t is the bug of one of our sources":
-            ddim(x - scale * sigma * grad, eps),
-        "the guided eps_hat must be used in both places of the update, not only in x0_hat":
-            ab_prev.sqrt() * (x - (1 - ab).sqrt() * (eps - scale * (1 - ab).sqrt() * grad)) / ab.sqrt()
-            + (1 - ab_prev).sqrt() * eps,
-    })
+        def ddim(x_t, e, to=ab_prev, x0_eps=None):
+            x0 = (x_t - (1 - ab).sqrt() * (e if x0_eps is None else x0_eps)) / ab.sqrt()
+            return to.sqrt() * x0 + (1 - to).sqrt() * e
+        eps_hat = eps - scale * (1 - ab).sqrt() * grad
+        want = ddim(x, eps_hat)
+        what = f"guided DDIM step {t} -> {t_prev}"
+        mistakes = {
+            "the sign: eps_hat = eps - s sqrt(1 - alpha_bar_t) grad (eps points AWAY from the data)":
+                ddim(x, eps + scale * (1 - ab).sqrt() * grad),
+            "scale the gradient by sqrt(1 - alpha_bar_t), not by sigma_t = sqrt(beta_t)":
+                ddim(x, eps - scale * s.betas[t].sqrt() * grad),
+            "scale the gradient by sqrt(1 - alpha_bar_t): the square root is missing":
+                ddim(x, eps - scale * (1 - ab) * grad),
+            "shift eps, not x_t: subtracting the gradient from x_t is the bug of one of our sources":
+                ddim(x - scale * s.betas[t].sqrt() * grad, eps),
+            "the guided eps_hat must be used in both places of the update, not only in x0_hat":
+                ddim(x, eps, x0_eps=eps_hat),
+        }
+        if t_prev < 0:
+            mistakes["at the last step (t_prev = -1) alpha_bar is 1, a clean image: alpha_bars[-1] is the noisiest "
+                     "entry, at the other end of the chain"] = ddim(x, eps_hat, to=s.alpha_bars[-1])
+            mistakes["at the last step (t_prev = -1) alpha_bar is 1, not alpha_bars[0]: one more step of noise is "
+                     "left there"] = ddim(x, eps_hat, to=s.alpha_bars[0])
+        else:
+            mistakes["step to alpha_bar of t_prev, not of t - 1"] = ddim(x, eps_hat, to=s.alpha_bars[t - 1])
+        _verdict(what, _twice("guided DDIM step", fn, x, t, t_prev, eps, grad, scale, s), want, mistakes)
+    _done("guided DDIM step")
 
 
 # ------------------------------------------------------------------ notebook 6
@@ -310,20 +459,34 @@ def check_drop_labels(fn) -> None:
     g = torch.Generator().manual_seed(10)
     y, u = torch.randint(0, 10, (1000,), generator=g), torch.rand(1000, generator=g)
     want = torch.where(u < 0.2, torch.full_like(y, 10), y)
-    _verdict("conditioning dropout", _call("conditioning dropout", fn, y, 0.2, 10, u).float(), want.float(), {
+    got = _twice("conditioning dropout", fn, y.clone(), 0.2, 10, u)
+    if isinstance(got, torch.Tensor) and got.shape == want.shape and got.is_floating_point():
+        raise CheckFailed("conditioning dropout: labels must stay integers (torch.long): the class embedding "
+                          "looks them up by index")
+    if isinstance(got, torch.Tensor) and got.shape == want.shape and got.unique().numel() == 1:
+        raise CheckFailed("conditioning dropout: drop each label on its own, where its own u < p_uncond, not the "
+                          "whole batch at once")
+    _verdict("conditioning dropout", got, want, {
+        "no label was dropped: replace y by null_label wherever u < p_uncond": y,
         "labels are dropped with probability 1 - p: replace where u < p_uncond":
-            torch.where(u >= 0.2, torch.full_like(y, 10), y).float(),
-        "a dropped label becomes the null label (10), not class 0": torch.where(u < 0.2, torch.zeros_like(y), y).float(),
+            torch.where(u >= 0.2, torch.full_like(y, 10), y),
+        "a dropped label becomes the null label (10), not class 0": torch.where(u < 0.2, torch.zeros_like(y), y),
+        "use the u you are given, with u < p_uncond: u > 1 - p_uncond drops as many labels, but other ones":
+            torch.where(u > 0.8, torch.full_like(y, 10), y),
     })
+    _done("conditioning dropout")
 
 
 def check_cfg_eps(fn) -> None:
     """fn(eps_uncond, eps_cond, scale) = eps_u + scale * (eps_c - eps_u)."""
     g = torch.Generator().manual_seed(11)
     u, c, s = torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g), 3.0
-    _verdict("classifier-free guidance", _call("cfg", fn, u, c, s), u + s * (c - u), {
+    _verdict("classifier-free guidance", _twice("cfg", fn, u, c, s), u + s * (c - u), {
         "the two predictions are swapped: start from eps_uncond and move toward eps_cond": c + s * (u - c),
         "that is the w-convention (1 + w) eps_c - w eps_u with w = s; the course writes eps_u + s (eps_c - eps_u)":
             (1 + s) * c - s * u,
+        "that is s - 1 in place of s (the w = s - 1 convention applied twice): eps_u + s (eps_c - eps_u)":
+            u + (s - 1) * (c - u),
         "the unconditional prediction is missing before the guided difference": s * (c - u),
     })
+    _done("classifier-free guidance")

@@ -103,6 +103,17 @@ def build_network(r: Recipe) -> torch.nn.Module:
     return r.architecture(**{k: tuple(v) if isinstance(v, list) else v for k, v in r.kwargs.items()})
 
 
+def network_ema_optimizer(r: Recipe, device: torch.device):
+    """A fresh network of recipe ``r`` on ``device``, its EMA (None without one) and its AdamW
+    optimiser (weight decay only where no EMA smooths the weights)."""
+    model = build_network(r)
+    ema = EMA(model, r.ema_decay) if r.ema_decay else None
+    model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=r.lr, weight_decay=0.0 if r.ema_decay else 1e-4,
+                                  fused=device.type == "cuda")
+    return model, ema, optimizer
+
+
 def recipe_loss(r: Recipe, schedule, generator):
     """``loss(model, x0, y)`` of the recipe's objective (see training.py for the formulas)."""
     def loss_fn(m, x0, y):
@@ -149,11 +160,7 @@ def train_recipe(name: str, *, quick: bool = False, steps: int | None = None, mi
     device = torch.device(device) if device is not None else pick_device()
     data = load_mnist(train=True, offline=offline)
     torch.manual_seed(seed)
-    model = build_network(r)
-    ema = EMA(model, r.ema_decay) if r.ema_decay else None
-    model.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=r.lr, weight_decay=0.0 if r.ema_decay else 1e-4,
-                                  fused=device.type == "cuda")
+    model, ema, optimizer = network_ema_optimizer(r, device)
     generator = torch.Generator().manual_seed(seed)
     schedule = NoiseSchedule(**r.schedule).to(device) if r.schedule else None
 
@@ -214,13 +221,11 @@ def train_live(name: str, loss_fn, tensors, *, minutes: float, preview=None, eve
     """
     r = recipe_for(name, quick=True)
     device = torch.device(device) if device is not None else pick_device()
-    model = build_network(r)
-    ema = EMA(model, r.ema_decay) if r.ema_decay else None
+    model, ema, optimizer = network_ema_optimizer(r, device)
     shown = lambda: ema.model if ema is not None else model  # noqa: E731
     title = title or f"your {name}"
     view = LiveView(lambda ax: preview(shown(), ax) if preview else ax.set_axis_off(), every=every, title=title)
     start = time.perf_counter()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=r.lr, weight_decay=0.0 if r.ema_decay else 1e-4)
     losses = fit(model, loss_fn, tensors, minutes=minutes, batch_size=r.batch_size, optimizer=optimizer,
                  lr_shape=lr_shape(r), ema=ema, device=device, generator=generator, desc=title, callback=view)
     seconds = time.perf_counter() - start
@@ -237,8 +242,8 @@ def train_live(name: str, loss_fn, tensors, *, minutes: float, preview=None, eve
 def main_train(args) -> int:
     for name in args.names:
         info = train_recipe(name, quick=args.quick, steps=args.steps, minutes=args.minutes, device=args.device,
-                            weights_dir=Path(args.weights_dir), checkpoint_dir=Path(args.checkpoint_dir), checkpoint_every=args.checkpoint_every,
-                            seed=args.seed)
+                            weights_dir=Path(args.weights_dir), checkpoint_dir=Path(args.checkpoint_dir),
+                            checkpoint_every=args.checkpoint_every, seed=args.seed)
         print(f"wrote {info['file']} ({info['bytes'] / 1e6:.2f} MB, sha256 {info['sha256'][:12]}...) "
               f"after {info['steps']} steps in {info['train_seconds']:.0f} s")
     return 0

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 import course_utils as cu
 from course_utils import checks
-from course_utils.evaluation import diversity, evaluator_outputs, frechet_distance, recognizable
+from course_utils.evaluation import diversity, evaluator_outputs, frechet_distance, realistic_fraction
 
 TRAIN_MINUTES = cu.training_minutes(2.5)   # the live training budget: raise it for a better model
 g = cu.seed_everything(0)
@@ -236,44 +236,57 @@ assert rows[0][1] < rows[2][1]
 # %% [markdown]
 # ### Your eps model, measured
 #
-# 100 samples of your model and of the shipped one (DDIM-25, the same starting noises), judged by the
-# evaluator in two ways:
-# - **recognizable**: the fraction of samples it calls some digit with more than 90% confidence (real
-#   held-out digits score nearly 100%);
-# - the **Frechet distance** of their features to those of the 1,000 held-out digits, beside the *floor*: 100
-#   real training digits against the same held-out digits. (With only 100 images the floor is far from
+# 100 samples of your model and of the shipped one (DDIM-25, the same starting noises), judged in the
+# feature space of the evaluator in two ways:
+# - **realistic**: the fraction of samples that land among real digits: a sample counts when it is at least
+#   as close to some held-out digit as that digit's 3rd-nearest real neighbour is (the "precision" of
+#   Kynkaenniemi et al., 2019). 100 real training digits score about 90%, pure noise 0%. (Why not simply ask
+#   the evaluator how sure it is? It calls pure noise a digit with more than 90% confidence: the printout shows it.)
+# - the **Frechet distance** of their features to those of the 1,000 held-out digits, beside the *floor*: the
+#   same 100 real training digits against the held-out digits. (With only 100 images the floor is far from
 #   zero: the distance is biased upward for small samples, so compare with the floor, not with 0.)
 #
-# After a few minutes most of your samples are digits, and a few are unfinished grey scribbles. The Frechet
-# distance fits a Gaussian to the features, so a few samples far from every real digit pull it a long way.
-# The right panel shows your 5 samples whose features lie farthest from the mean of the real digits' features,
-# and the cell prints the distance without them.
+# The Frechet distance fits one Gaussian to all the features, so a few samples far from every real digit
+# pull it a long way. The right panel shows your 5 samples whose features lie farthest from the mean of the
+# real digits' features, and the cell prints the distance without them.
 
 # %%
 real100 = mnist.images[torch.randperm(len(mnist.images), generator=g)[:100]]
-real_logits, real100_feats = evaluator_outputs(evaluator, real100)
+real100_feats = evaluator_outputs(evaluator, real100)[1]
 floor = frechet_distance(real100_feats, real_feats)
-unguided, readable = {}, {"real digits": recognizable(real_logits)}
+unguided, realistic = {}, {"real digits": realistic_fraction(real100_feats, real_feats)}
+noise_logits = evaluator_outputs(evaluator, torch.randn(100, 1, 32, 32, generator=g).clamp(-1, 1))[0]
 fig, axes = plt.subplots(1, 3, figsize=(18, 3.4), gridspec_kw={"width_ratios": [3, 3, 1.5]})
 for ax, m in zip(axes, [mine, shipped]):
     x = cu.ddim_sample(m.model, m.schedule, (100, 1, 32, 32), steps=25, device=device, progress=False,
                        generator=torch.Generator().manual_seed(5)).cpu()
-    logits, feats = evaluator_outputs(evaluator, x)
-    unguided[m.owner], readable[m.owner] = frechet_distance(feats, real_feats), recognizable(logits)
-    cu.show_images(x[:30], nrow=15, ax=ax, title=f"{m.label}\n{readable[m.owner]:.0%} recognizable, Frechet "
+    feats = evaluator_outputs(evaluator, x)[1]
+    unguided[m.owner], realistic[m.owner] = frechet_distance(feats, real_feats), realistic_fraction(feats, real_feats)
+    cu.show_images(x[:30], nrow=15, ax=ax, title=f"{m.label}\n{realistic[m.owner]:.0%} realistic, Frechet "
                                                   f"{unguided[m.owner]:.0f} (floor {floor:.0f})")
     if m is mine:
         farthest = (feats - real_feats.mean(0)).norm(dim=1).argsort(descending=True)
         without_outliers = frechet_distance(feats[farthest[5:]], real_feats)
         cu.show_images(x[farthest[:5]], nrow=3, ax=axes[2], title="your 5 farthest\nfrom real digits")
 plt.show()
-print(f"recognizable (evaluator confidence > 0.9), 100 samples: yours {readable['your']:.0%}, "
-      f"shipped {readable['shipped']:.0%}, real digits {readable['real digits']:.0%}")
+x0_model = cu.load_model("ddpm_x0", device=device)      # yours from notebook 2, or the shipped one
+x = cu.ddim_sample(x0_model.model, x0_model.schedule, (100, 1, 32, 32), prediction="x0", steps=25, device=device,
+                   progress=False, generator=torch.Generator().manual_seed(5)).cpu()
+realistic_x0 = realistic_fraction(evaluator_outputs(evaluator, x)[1], real_feats)
+print(f"realistic, 100 samples: yours {realistic['your']:.0%}, shipped {realistic['shipped']:.0%}, "
+      f"real digits {realistic['real digits']:.0%}; {x0_model.label}: {realistic_x0:.0%}")
+print(f"the evaluator's mean confidence on pure noise: {noise_logits.softmax(1).max(1).values.mean():.0%}")
 print(f"Frechet distance, 100 samples: yours {unguided['your']:.0f}, shipped {unguided['shipped']:.0f}, "
       f"real digits (the floor) {floor:.0f}; yours without its 5 farthest samples {without_outliers:.0f}")
-assert unguided["shipped"] < 1.5 * floor and readable["shipped"] > 0.9
+assert unguided["shipped"] < 1.5 * floor and realistic["shipped"] > 0.7 and realistic["real digits"] > 0.8
 if TRAIN_MINUTES >= 2:   # what a few minutes of training give (measured by benchmarks/bench_quick.py)
-    assert readable["your"] >= 0.75
+    assert realistic["your"] >= 0.1 and without_outliers < unguided["your"]
+
+# %% [markdown]
+# A few minutes of CPU give an eps model whose samples have the strokes of digits, though fewer of them pass for
+# real digits than the shipped model's: the printout above says how many, and the same measure for the x0 model
+# of notebook 2, trained for as long. Raise `TRAIN_MINUTES` (or use a GPU) and watch the realistic fraction
+# climb toward the shipped model's.
 
 # %% [markdown]
 # ## 3.6 Which model, which target? Measured with the evaluator

@@ -11,7 +11,7 @@
 # - a sweep of scales, and classifier against classifier-free guidance on the same digits at matched accuracy;
 # - the limitations of classifier guidance, with evidence.
 #
-# **Time:** about 5 minutes on a laptop CPU, 3 of them live training (`TRAIN_MINUTES` below).
+# **Time:** about 4 minutes on a laptop CPU (2 cores), 3 of them live training (`TRAIN_MINUTES` below).
 
 # %%
 import time

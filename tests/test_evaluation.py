@@ -1,9 +1,9 @@
-"""The measures that judge samples: Frechet distance, diversity and the recognizable fraction."""
+"""The measures that judge samples: Frechet distance, diversity and the realistic fraction."""
 import pytest
 import torch
 
 from course_utils import load_mnist, load_pretrained
-from course_utils.evaluation import diversity, evaluator_outputs, frechet_distance, recognizable
+from course_utils.evaluation import diversity, evaluator_outputs, frechet_distance, realistic_fraction
 
 
 def test_frechet_distance_of_gaussians_matches_the_closed_form():
@@ -22,16 +22,20 @@ def test_diversity_is_the_mean_distance_within_a_label():
     assert diversity(feats, torch.tensor([0, 0, 1])) == pytest.approx(5.0)   # the lone sample of label 1 is skipped
 
 
-def test_recognizable_counts_confident_verdicts():
-    logits = torch.tensor([[10.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.0, 5.0, 0.0], [2.0, 0.0, 0.0]])
-    # softmax maxima: 0.99991, 1/3, 0.9867, 0.7870
-    assert recognizable(logits) == pytest.approx(0.5)
-    assert recognizable(logits, threshold=0.7) == pytest.approx(0.75)
+def test_realistic_fraction_counts_samples_inside_the_real_neighbourhoods():
+    real = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [10.0, 10.0], [11.0, 10.0]])
+    # k = 1: each real point's radius is the distance to its nearest other real point (1 here)
+    samples = torch.tensor([[0.5, 0.0], [10.5, 10.5], [5.0, 5.0], [0.0, -1.5]])
+    assert realistic_fraction(samples, real, k=1) == pytest.approx(0.5)   # the first two only
+    assert realistic_fraction(real, real, k=1) == 1.0
 
 
-def test_real_digits_are_recognizable_and_noise_is_not():
+def test_real_digits_are_realistic_and_noise_is_not():
     evaluator = load_pretrained("evaluator", device="cpu").model
-    digits = load_mnist(train=False, offline=True, verbose=False).images[:200]
+    test_feats = evaluator_outputs(evaluator, load_mnist(train=False, offline=True, verbose=False).images)[1]
+    digits = load_mnist(offline=True, verbose=False).images[:200]
     noise = torch.randn(200, 1, 32, 32, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
-    assert recognizable(evaluator_outputs(evaluator, digits)[0]) > 0.9
-    assert recognizable(evaluator_outputs(evaluator, noise)[0]) < 0.5
+    assert realistic_fraction(evaluator_outputs(evaluator, digits)[1], test_feats) > 0.8
+    assert realistic_fraction(evaluator_outputs(evaluator, noise)[1], test_feats) < 0.05
+    # the reason for this measure: the evaluator is confident about pure noise
+    assert evaluator_outputs(evaluator, noise)[0].softmax(1).max(1).values.mean() > 0.9
