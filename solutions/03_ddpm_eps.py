@@ -246,9 +246,10 @@ assert rows[0][1] < rows[2][1]
 #   same 100 real training digits against the held-out digits. (With only 100 images the floor is far from
 #   zero: the distance is biased upward for small samples, so compare with the floor, not with 0.)
 #
-# The Frechet distance fits one Gaussian to all the features, so a few samples far from every real digit
-# pull it a long way. The right panel shows your 5 samples whose features lie farthest from the mean of the
-# real digits' features, and the cell prints the distance without them.
+# The Frechet distance fits one Gaussian to all the features, so samples far from every real digit weigh
+# heavily in it. The right panel shows your 5 samples whose features lie farthest from the mean of the real
+# digits' features, and the cell prints the distance without them: see how much of the distance those few
+# account for, and how much is spread over all the samples.
 
 # %%
 real100 = mnist.images[torch.randperm(len(mnist.images), generator=g)[:100]]
