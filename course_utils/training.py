@@ -191,8 +191,8 @@ def fit(model: nn.Module, loss_fn: Callable, tensors, *, steps: int | None = Non
     budget used so far (:class:`Budget`), e.g. :func:`one_cycle`; None keeps ``lr`` fixed.
     ``autocast``: bfloat16 autocast (None: where the device has fast bf16 units).
     ``channels_last``: NHWC memory layout for convolutions (None: on a CPU without bf16
-    autocast, where benchmarks/bench_cpu.py measured a training step 1.35x faster than the
-    default layout; with bf16 autocast the default layout was as fast or faster).
+    autocast, where benchmarks/bench_cpu.py measured a training step 1.1x to 1.25x faster than
+    the default layout; with bf16 autocast the default layout was faster).
     ``callback(step, losses)`` runs after every step with the losses read back so far
     (they are fetched from the device 25 at a time). ``start_step`` and ``start_seconds``
     say how much of the budget a resumed run already used. Shows a progress bar with the
