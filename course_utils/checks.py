@@ -146,6 +146,21 @@ def check_q_sample(fn) -> None:
     _done("q_sample")
 
 
+def check_snr(fn) -> None:
+    """fn(alpha_bars) = SNR(t) = alpha_bar_t / (1 - alpha_bar_t), for every t at once."""
+    s = _coarse_schedule()
+    ab = s.alpha_bars
+    _verdict("snr", _twice("snr", fn, ab.clone()), ab / (1 - ab), {
+        "that is a ratio of standard deviations: the SNR compares variances, alpha_bar_t / (1 - alpha_bar_t), "
+        "with no square roots": ab.sqrt() / (1 - ab).sqrt(),
+        "upside down: the signal's variance alpha_bar_t goes on top, the noise's variance 1 - alpha_bar_t below":
+            (1 - ab) / ab,
+        "that is log SNR: return the ratio itself (plots take the log)": ab.log() - (1 - ab).log(),
+        "that is alpha_bar_t itself: divide it by the noise's variance 1 - alpha_bar_t": ab,
+    })
+    _done("snr")
+
+
 # ------------------------------------------------------------------ notebook 2
 def check_time_map(fn) -> None:
     """fn(t, T, x) = t / T as a [B, 1, H, W] channel."""

@@ -1,7 +1,9 @@
 """Command line: ``python -m course_utils COMMAND``.
 
-    course    execute the solution notebooks headlessly (fast mode) and write them and their figures under --out
+    course    execute the solution notebooks headlessly, as a learner runs them, and write them and their figures
+              under --out (COURSE_FAST=1 shrinks the training budgets, as in the tests)
     notebooks regenerate solutions/*.ipynb and the student notebooks/ from solutions/*.py
+    nbgrader-course  lay out an nbgrader course directory: its config and one assignment per notebook
     train     train shipped networks by their recipes (resumable), writing weights and manifest
     evaluate  measure the shipped networks with the evaluator and print the quality table
     manifest  list the shipped weights and their manifest entries
@@ -74,6 +76,9 @@ def main(argv=None) -> int:
     course.add_argument("--out", type=Path, default=Path("build"))
     course.add_argument("names", nargs="*", help="only these notebooks (e.g. 01_forward_noising)")
     sub.add_parser("notebooks", help="regenerate the .ipynb files from solutions/*.py")
+    grader = sub.add_parser("nbgrader-course", help="lay out an nbgrader course directory for the notebooks")
+    grader.add_argument("directory", type=Path)
+    grader.add_argument("--force", action="store_true", help="overwrite files there with other contents")
     train = sub.add_parser("train", help="train shipped networks by their recipes")
     train.add_argument("names", nargs="+", metavar="NAME", help="ddpm_x0, ddpm_eps, noisy_classifier, cfg_eps, evaluator")
     train.add_argument("--quick", action="store_true", help="the recipe sized for a few CPU minutes")
@@ -112,6 +117,12 @@ def main(argv=None) -> int:
         from .notebooks import generate
 
         for path in generate():
+            print(f"wrote {path}")
+        return 0
+    if args.command == "nbgrader-course":
+        from .notebooks import nbgrader_course
+
+        for path in nbgrader_course(args.directory, force=args.force):
             print(f"wrote {path}")
         return 0
     if args.command == "course":

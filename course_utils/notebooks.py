@@ -152,3 +152,27 @@ def execute_solutions(out: Path, names=None, timeout: int = 900) -> list[dict]:
         print(f"{py.stem}: {seconds:.1f} s, {figures} figures")
     write_atomic(Path(out) / "timings.json", json.dumps(rows, indent=2))
     return rows
+
+
+NBGRADER_CONFIG = ROOT / "instructor" / "nbgrader_config.py"
+
+
+def graded_notebooks(solutions: Path = SOLUTIONS) -> list[Path]:
+    """The solution notebooks that hold exercises (nbgrader assignments); notebook 7 has none."""
+    return [py.with_suffix(".ipynb") for py in sources(solutions) if BEGIN in py.read_text()]
+
+
+def nbgrader_course(directory: Path, force: bool = False) -> list[Path]:
+    """Lay out an nbgrader course directory: ``nbgrader_config.py`` and one assignment per notebook
+    with exercises, ``source/NN_name/NN_name.ipynb`` (the solution notebook, nbgrader's master copy).
+
+    A file already there with other contents is kept, and this raises, unless ``force``."""
+    directory = Path(directory)
+    pairs = [(NBGRADER_CONFIG, directory / "nbgrader_config.py")]
+    pairs += [(nb, directory / "source" / nb.stem / nb.name) for nb in graded_notebooks()]
+    clash = [str(dst) for src, dst in pairs if dst.exists() and dst.read_bytes() != src.read_bytes()]
+    if clash and not force:
+        raise FileExistsError(f"these files exist with other contents (pass --force to overwrite): {clash}")
+    for src, dst in pairs:
+        write_atomic(dst, src.read_text())
+    return [dst for _, dst in pairs]

@@ -120,14 +120,29 @@ plt.show()
 # $\mathrm{SNR}(t) = \bar\alpha_t/(1-\bar\alpha_t)$ compares the variance of the signal part with that of
 # the noise part. Where it crosses 1 the digit and the noise are equally strong.
 
+#
+# **Exercise 1.2.** Write `snr(alpha_bars)`: the SNR at every $t$ at once, a tensor shaped like `alpha_bars`.
+
 # %%
+def snr(alpha_bars):
+    # Exercise 1.2: return SNR(t) = alpha_bar_t / (1 - alpha_bar_t) for every t
+    ### BEGIN SOLUTION
+    return alpha_bars / (1 - alpha_bars)
+    ### END SOLUTION
+
+
+# %%
+checks.check_snr(snr)
+
+# %%
+crossing = {}
 for name, sched in [("linear", linear), ("cosine", cosine)]:
-    snr = sched.snr()
-    half = int((snr < 1).nonzero()[0])
-    print(f"{name:6s}: SNR = 1 at t = {half}; log10 SNR runs from {snr[0].log10():.1f} to {snr[-1].log10():.1f}")
-snr_lin_cross = int((linear.snr() < 1).nonzero()[0])
-snr_cos_cross = int((cosine.snr() < 1).nonzero()[0])
-assert snr_lin_cross < snr_cos_cross   # the linear schedule destroys the signal earlier
+    ratio = snr(sched.alpha_bars)
+    crossing[name] = int((ratio < 1).nonzero()[0])
+    print(f"{name:6s}: SNR = 1 at t = {crossing[name]}; "
+          f"log10 SNR runs from {ratio[0].log10():.1f} to {ratio[-1].log10():.1f}")
+    assert torch.allclose(ratio, sched.snr())     # the package's NoiseSchedule.snr() computes the same
+assert crossing["linear"] < crossing["cosine"]   # the linear schedule destroys the signal earlier
 
 # %% [markdown]
 # ## Self-assessment

@@ -14,7 +14,7 @@ from course_utils import checks
 from course_utils.checks import CheckFailed
 
 CHECKS = {
-    "1.1": checks.check_q_sample, "2.1": checks.check_time_map, "2.2": checks.check_posterior_mean,
+    "1.1": checks.check_q_sample, "1.2": checks.check_snr, "2.1": checks.check_time_map, "2.2": checks.check_posterior_mean,
     "2.3": checks.check_ddpm_step, "3.1": checks.check_sinusoidal_embedding, "3.2": checks.check_eps_loss,
     "3.3": checks.check_reverse_mean, "4.1": checks.check_add_time_embedding, "4.2": checks.check_classifier_loss,
     "5.1": checks.check_classifier_grad, "5.2": checks.check_guided_mean, "5.3": checks.check_guided_ddim_step,
@@ -153,6 +153,12 @@ MISTAKES = [
     ("1.1", "no reshape of alpha_bars[t]", lambda x0, t, e, s: s.alpha_bars[t].sqrt() * x0, "reshaped to \\[B, 1, 1, 1\\]"),
     ("1.1", "float64 coefficients", lambda x0, t, e, s: q_sample(x0, t, e, s).double(), "dtype"),
     ("1.1", "draws its own noise", q_sample_fresh_noise, "different results"),
+    # 1.2 snr(alpha_bars)
+    ("1.2", "ratio of standard deviations", lambda ab: ab.sqrt() / (1 - ab).sqrt(), "ratio of standard deviations"),
+    ("1.2", "upside down", lambda ab: (1 - ab) / ab, "upside down"),
+    ("1.2", "log SNR", lambda ab: ab.log() - (1 - ab).log(), "log SNR"),
+    ("1.2", "alpha_bar_t alone", lambda ab: ab.clone(), "alpha_bar_t itself"),
+    ("1.2", "a list, not a tensor", lambda ab: [a / (1 - a) for a in ab.tolist()], "expected a tensor"),
     # 2.1 make_time_map(t, T, x)
     ("2.1", "t not divided by T", lambda t, T, x: t.float().view(-1, 1, 1, 1).expand(-1, 1, *x.shape[-2:]),
      "not scaled"),
@@ -322,6 +328,9 @@ CORRECT = [
     ("1.1", "** 0.5 and reshape", lambda x0, t, e, s: s.alpha_bars[t].reshape(-1, 1, 1, 1) ** 0.5 * x0
      + (1 - s.alpha_bars[t].reshape(-1, 1, 1, 1)) ** 0.5 * e),
     ("1.1", "the package's q_sample", lambda x0, t, e, s: s.q_sample(x0, t, e)),
+    ("1.2", "1 / (1 / alpha_bar - 1)", lambda ab: 1 / (1 / ab - 1)),
+    ("1.2", "torch.div", lambda ab: torch.div(ab, torch.ones_like(ab) - ab)),
+    ("1.2", "exp of the log-ratio", lambda ab: torch.exp(torch.log(ab) - torch.log1p(-ab))),
     ("2.1", "ones_like times t / T", lambda t, T, x: torch.ones_like(x) * (t.float() / T).view(-1, 1, 1, 1)),
     ("2.1", "repeat", lambda t, T, x: (t / T).float()[:, None, None, None].repeat(1, 1, x.shape[2], x.shape[3])),
     ("2.1", "expand_as", lambda t, T, x: (t.float() / T).view(-1, 1, 1, 1).expand_as(x)),

@@ -1,0 +1,146 @@
+"""A real nbgrader round trip on every notebook with exercises, with the commands the README gives:
+
+    python -m course_utils nbgrader-course COURSE        (config + source/NN_name/NN_name.ipynb)
+    nbgrader generate_assignment NN_name                 (release/: solutions stripped)
+    nbgrader validate --invert release/NN_name/NN_name.ipynb    (an unsolved notebook passes no check)
+    nbgrader validate source/NN_name/NN_name.ipynb              (the solutions pass every check)
+    nbgrader autograde NN_name                           (submitted/STUDENT/NN_name/NN_name.ipynb)
+    nbgrader export                                       (grades.csv)
+    nbgrader generate_feedback NN_name                   (feedback/STUDENT/NN_name/NN_name.html)
+
+Three submissions per notebook: the released notebook as is (0 points), the released notebook
+filled in with the solutions (full points) and the same with one plausible mistake (partial points,
+and the feedback names the mistake).
+"""
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from course_utils.notebooks import BEGIN, END, ROOT, graded_notebooks
+
+NOTEBOOKS = {nb.stem: nb for nb in graded_notebooks()}
+
+# one plausible mistake per notebook: (grade id of the exercise cell, right text, wrong text, words of the hint)
+MISTAKES = {
+    "01_forward_noising": ("exercise-1-1", "ab.sqrt() * x0 + (1 - ab).sqrt() * noise", "ab * x0 + (1 - ab) * noise",
+                           "square roots"),
+    "02_ddpm_x0": ("exercise-2-3", "    if t == 0:\n        return mean\n", "", "no noise is added at the last step"),
+    "03_ddpm_eps": ("exercise-3-3", "b / (1 - ab).sqrt() * eps", "b / (1 - a).sqrt() * eps", "misprint"),
+    "04_noisy_classifier": ("exercise-4-2", "classifier(x_t, t)", "classifier(x0, t)", "noisy x_t"),
+    "05_classifier_guidance": ("exercise-5-2", "mean + scale * variance * grad", "mean - scale * variance * grad",
+                               "sign of the guidance"),
+    "06_classifier_free_guidance": ("exercise-6-2", "eps_uncond + scale * (eps_cond - eps_uncond)",
+                                    "(1 + scale) * eps_cond - scale * eps_uncond", "w-convention"),
+}
+
+
+def test_every_notebook_with_exercises_has_a_mistake_to_grade():
+    assert set(MISTAKES) == set(NOTEBOOKS) and len(NOTEBOOKS) == 6
+
+
+def run(course: Path, *command: str) -> str:
+    """A command in the course directory, with this Python's scripts first on PATH (nbgrader calls alembic)."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    done = subprocess.run(command, cwd=course, env=env, capture_output=True, text=True, timeout=3000)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, f"{' '.join(command)} failed:\n{output[-4000:]}"
+    return output
+
+
+def nbgrader(course: Path, *args: str) -> str:
+    return run(course, sys.executable, "-m", "nbgrader", *args)
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    course = tmp_path_factory.mktemp("nbgrader-course")
+    out = run(ROOT, sys.executable, "-m", "course_utils", "nbgrader-course", str(course))
+    assert "nbgrader_config.py" in out
+    assert sorted(p.name for p in (course / "source").iterdir()) == sorted(NOTEBOOKS)
+    return course
+
+
+def test_solution_metadata_meets_nbgrader_schema():
+    for nb_path in NOTEBOOKS.values():
+        nb = nbformat.read(nb_path, as_version=4)
+        assert (nb.nbformat, nb.nbformat_minor) >= (4, 5)
+        assert all(cell.get("id") for cell in nb.cells), f"{nb_path.name}: a cell has no id"
+        marked = [c.metadata["nbgrader"] for c in nb.cells if "nbgrader" in c.metadata]
+        ids = [m["grade_id"] for m in marked]
+        assert len(ids) == len(set(ids)), f"{nb_path.name}: grade ids repeat"
+        graded = [m for m in marked if m["grade"]]
+        assert graded and all(m["points"] > 0 and m["locked"] for m in graded)
+
+
+def solve(released: nbformat.NotebookNode, source: nbformat.NotebookNode, mistake=None) -> nbformat.NotebookNode:
+    """The released notebook with each solution cell written as a student would: the master solution
+    without nbgrader's markers, and in one cell a mistake when asked."""
+    answers = {c.metadata["nbgrader"]["grade_id"]: c.source for c in source.cells
+               if c.metadata.get("nbgrader", {}).get("solution")}
+    filled = 0
+    for cell in released.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in answers:
+            text = "\n".join(line for line in answers[grade_id].splitlines() if line.strip() not in (BEGIN, END))
+            if mistake and mistake[0] == grade_id:
+                assert mistake[1] in text, f"{grade_id}: {mistake[1]!r} not in the solution"
+                text = text.replace(mistake[1], mistake[2])
+            cell.source = text
+            filled += 1
+    assert filled == len(answers)
+    return released
+
+
+@pytest.mark.parametrize("name", sorted(NOTEBOOKS))
+def test_nbgrader_round_trip(course, name):
+    nbgrader(course, "generate_assignment", name, "--force")
+    release = course / "release" / name / f"{name}.ipynb"
+    source_path = course / "source" / name / f"{name}.ipynb"
+    released = nbformat.read(release, as_version=4)
+    source = nbformat.read(source_path, as_version=4)
+    # locked cells (the checks) reach the students unchanged; solution cells do not
+    locked = {c.metadata["nbgrader"]["grade_id"]: c.source for c in source.cells
+              if c.metadata.get("nbgrader", {}).get("locked")}
+    assert locked and all(c.source == locked[c.metadata["nbgrader"]["grade_id"]]
+                          for c in released.cells if c.metadata.get("nbgrader", {}).get("locked"))
+    assert BEGIN not in nbformat.writes(released)
+
+    assert "Success! The notebook does not pass any tests." in nbgrader(course, "validate", "--invert", str(release))
+    assert "Success! Your notebook passes all the tests." in nbgrader(course, "validate", str(source_path))
+
+    submissions = {
+        "unsolved": released,
+        "solved": solve(nbformat.read(release, as_version=4), source),
+        "wrong": solve(nbformat.read(release, as_version=4), source, MISTAKES[name]),
+    }
+    for student, nb in submissions.items():
+        folder = course / "submitted" / student / name
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        nbformat.write(nb, folder / f"{name}.ipynb")
+    nbgrader(course, "autograde", name, "--force")
+    nbgrader(course, "export", "--to", "grades.csv")
+    with open(course / "grades.csv") as f:
+        rows = {r["student_id"]: r for r in csv.DictReader(f) if r["assignment"] == name}
+    scores = {s: float(rows[s]["score"]) for s in submissions}
+    max_score = float(rows["solved"]["max_score"])
+    graded = sum(bool(c.metadata.get("nbgrader", {}).get("grade")) for c in source.cells)
+    print(f"{name}: {json.dumps(scores)} of {max_score:g}")
+    assert max_score == graded
+    assert scores["unsolved"] == 0
+    assert scores["solved"] == max_score
+    assert 0 < scores["wrong"] < max_score
+
+    nbgrader(course, "generate_feedback", name, "--force")
+    feedback = (course / "feedback" / "wrong" / name / f"{name}.html").read_text()
+    assert MISTAKES[name][3] in feedback, f"the feedback does not name the mistake ({MISTAKES[name][3]!r})"
+    solved_feedback = (course / "feedback" / "solved" / name / f"{name}.html").read_text()
+    assert MISTAKES[name][3] not in solved_feedback
