@@ -3,7 +3,8 @@
 Everything the notebooks and the tests rely on is importable from here.
 """
 from .data import MNIST, load_mnist, to_model_range
-from .device import autocast_for, bf16_is_fast, fast_mode, pick_device, seed_everything, training_minutes
+from .device import (autocast_for, bf16_is_fast, fast_mode, pick_device, sample_count, seed_everything,
+                     training_minutes)
 from .guidance import cfg_eps, check_labels, check_scale, classifier_grad, guided_eps, guided_mean
 from .models import (EpsUNet, Evaluator, MLPDenoiser, NoisyClassifier, TimeMapUNet, UNet,
                      count_parameters, sinusoidal_embedding, time_map)
@@ -19,7 +20,8 @@ from .training import (EMA, Budget, denoiser_loss, fit, noisy_classifier_loss, o
 
 __all__ = [
     "MNIST", "load_mnist", "to_model_range",
-    "autocast_for", "bf16_is_fast", "fast_mode", "pick_device", "seed_everything", "training_minutes",
+    "autocast_for", "bf16_is_fast", "fast_mode", "pick_device", "sample_count", "seed_everything",
+    "training_minutes",
     "cfg_eps", "check_labels", "check_scale", "classifier_grad", "guided_eps", "guided_mean",
     "EpsUNet", "Evaluator", "MLPDenoiser", "NoisyClassifier", "TimeMapUNet", "UNet",
     "count_parameters", "sinusoidal_embedding", "time_map",

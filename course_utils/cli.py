@@ -130,8 +130,8 @@ def main(argv=None) -> int:
 
         start = time.perf_counter()
         rows = execute_solutions(args.out, names=args.names or None)
-        mode = "fast: budgets shrunk by COURSE_FAST" if fast_mode() else "learner"
-        print(f"course ({mode} mode): {len(rows)} notebooks, {sum(r['figures'] for r in rows)} figures "
+        mode = "fast mode: budgets shrunk by COURSE_FAST" if fast_mode() else "learner mode"
+        print(f"course ({mode}): {len(rows)} notebooks, {sum(r['figures'] for r in rows)} figures "
               f"under {args.out}, {time.perf_counter() - start:.1f} s")
     return 0
 

@@ -28,6 +28,15 @@ def training_minutes(default: float) -> float:
     return float(chosen) if chosen else float(default)
 
 
+def sample_count(default: int, least: int = 2) -> int:
+    """How many samples a picture or a measurement draws: ``default`` as a learner runs it, and in fast
+    mode (the tests, grading) a quarter of it, but at least ``least``. Only the count changes: the code
+    that samples and measures is the same."""
+    if fast_mode():
+        return max(least, default // 4)
+    return default
+
+
 def pick_device(prefer: str | None = None) -> torch.device:
     """The best device here: CUDA, then Apple's MPS, then the CPU.
 

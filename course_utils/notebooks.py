@@ -114,6 +114,18 @@ def generate(solutions: Path = SOLUTIONS, student: Path = STUDENT) -> list[Path]
     return written
 
 
+def _local_kernel_config():
+    """Kernels talk to us over local sockets (IPC), not TCP: nothing is reachable from the network, and
+    ipykernel has no reason to warn about unencrypted TCP."""
+    import tempfile
+
+    from traitlets.config import Config
+
+    # an absolute socket path: the kernel runs in the notebooks' folder, not in ours
+    sockets = Path(tempfile.mkdtemp(prefix="course-kernel-")) / "kernel"
+    return Config({"KernelManager": {"transport": "ipc", "ip": str(sockets)}})
+
+
 def execute_solutions(out: Path, names=None, timeout: int = 900) -> list[dict]:
     """Run each solution notebook as a learner does (top to bottom, with its training budgets;
     COURSE_FAST=1 shrinks them), write the executed copy to out/notebooks and every image it
@@ -124,6 +136,7 @@ def execute_solutions(out: Path, names=None, timeout: int = 900) -> list[dict]:
     import nbformat
     from nbclient import NotebookClient
 
+    LOCAL_KERNEL = _local_kernel_config()
     os.environ.setdefault("COURSE_MODELS", str((Path(out) / "my_models").resolve()))
     rows = []
     for py in sources():
@@ -132,7 +145,7 @@ def execute_solutions(out: Path, names=None, timeout: int = 900) -> list[dict]:
         nb = nbformat.read(py.with_suffix(".ipynb"), as_version=4)
         start = time.perf_counter()
         try:
-            NotebookClient(nb, timeout=timeout, kernel_name="python3",
+            NotebookClient(nb, timeout=timeout, kernel_name="python3", config=LOCAL_KERNEL,
                            resources={"metadata": {"path": str(SOLUTIONS)}}).execute()
         finally:  # a failed run is written too, up to the failing cell, so that it can be read
             write_atomic(Path(out) / "notebooks" / f"{py.stem}.ipynb", nbformat.writes(nb))

@@ -156,12 +156,13 @@ class _Setup:
 def ddpm_sample(model, schedule, shape, *, prediction="eps", y=None, classifier=None,
                 classifier_scale=0.0, cfg_scale=None, null_label=10, generator=None, device=None,
                 progress=True, clip_x0=None, autocast=False, callback=None, steps=None):
-    """Ancestral sampling, t = T-1 down to 0 (Ho et al., Algorithm 2):
+    """Ancestral sampling, t = T-1 down to 0 (Ho et al., Algorithm 2, whose steps are numbered 1..T;
+    the course's t is theirs minus 1):
 
-        x_T ~ N(0, I)
+        x_{T-1} ~ N(0, I)                             (pure noise: the papers' x_T)
         mu  = posterior_mean(x0_hat, x_t, t)        (= 1/sqrt(a_t) (x_t - b_t/sqrt(1-ab_t) eps_hat))
         mu  = mu + s * Sigma_t * grad log p(y | x_t)  (classifier guidance, Sigma_t = posterior variance)
-        x_{t-1} = mu + sqrt(Sigma_t) z,  z ~ N(0, I), and no noise at t = 0.
+        x_{t-1} = mu + sqrt(Sigma_t) z,  z ~ N(0, I), and no noise at t = 0, whose output is the sample.
 
     ``prediction``: what the model outputs, "eps" or "x0". ``y``: target class(es).
     ``classifier``/``classifier_scale``: classifier guidance (the model is then called

@@ -10,8 +10,12 @@
 # - read the signal-to-noise ratio $\mathrm{SNR}(t) = \bar\alpha_t / (1-\bar\alpha_t)$ and see how fast each schedule destroys a digit.
 #
 # Conventions of the whole course: timesteps are integers $t = 0, \dots, T-1$, and `alpha_bars[t]`
-# is the product of `alphas[0..t]` (so step $t$ is already included). Images are tensors in $[-1, 1]$
-# of shape `[B, 1, 32, 32]`: MNIST digits padded from 28 to 32 pixels.
+# is the product of `alphas[0..t]` (so step $t$ is already included). The papers number the steps $1..T$; our
+# $t$ is theirs minus 1, the numbering of PyTorch tensors and of the diffusers library. So $x_0$ always means the data, and
+# the state at timestep $t$ has had $t + 1$ noising steps, sampling starts from pure noise at $t = T-1$ (the papers' $x_T$), and the
+# reverse step at $t = 0$ is the last one: it returns the clean image. Every reverse loop in the course runs
+# `for t in range(T - 1, -1, -1)`. Images are tensors in $[-1, 1]$ of shape `[B, 1, 32, 32]`: MNIST digits
+# padded from 28 to 32 pixels.
 #
 # **Time:** under a minute on a laptop CPU (nothing is trained here).
 

@@ -167,7 +167,7 @@ checks.check_ddpm_step(ddpm_step)
 
 # %%
 shipped = cu.load_pretrained("ddpm_x0", device="cpu")
-n = 8
+n = cu.sample_count(8)    # 8 samples (the tests draw fewer: cu.sample_count shrinks counts in fast mode)
 
 
 @torch.no_grad()
@@ -185,7 +185,7 @@ ours = sample_x0_model(shipped.model, n, torch.Generator().manual_seed(1))
 trajectory = cu.TrajectoryRecorder(every=125)          # keeps x_t and x0_hat every 125 steps
 package = cu.ddpm_sample(shipped.model, shipped.schedule, (n, 1, 32, 32), prediction="x0",
                          generator=torch.Generator().manual_seed(1), device="cpu", callback=trajectory)
-cu.show_images(ours, nrow=8, title="our loop, shipped ddpm_x0 (DDPM-1000)")
+cu.show_images(ours, nrow=n, title="our loop, shipped ddpm_x0 (DDPM-1000)")
 plt.show()
 print("largest difference from ddpm_sample:", (ours - package).abs().max().item())
 assert torch.allclose(ours, package, atol=1e-3)
@@ -195,7 +195,7 @@ assert torch.allclose(ours, package, atol=1e-3)
 # The guess settles on a digit long before the noise is gone; the last few hundred steps refine strokes.
 
 # %%
-cu.plot_trajectory(trajectory, n=3)
+cu.plot_trajectory(trajectory, n=min(3, n))
 plt.show()
 assert trajectory.t[0] == 999 and trajectory.t[-1] == -1 and len(trajectory.x0) == len(trajectory.t)
 
@@ -253,13 +253,25 @@ assert fd[shipped_label] < fd[mine.label] and realistic[shipped_label] > realist
 # <details><summary>Answer</summary>Buffers move with .to(device) and are saved with the state_dict, but are not
 # parameters, so the optimiser leaves them alone.</details>
 #
-# 4. One of our sources loops `for i in reversed(range(1, T))`. What does that loop skip, and why is there no
-# noise at the last step?
-# <details><summary>Answer</summary>With timesteps numbered 0..T-1 it never visits t = 0, so the final
-# denoising step is missing. The last step returns the mean itself: its output is the image, and noise added
-# there would stay in it.</details>
+# 4. One of our sources numbers its steps 1..T, as the papers do, adds noise only while t > 1, and loops
+# `for i in reversed(range(1, T))`. Which steps does that loop visit, in its numbering and in ours, and why is
+# there no noise at the last step?
+# <details><summary>Answer</summary>It visits T-1 down to 1. In its own numbering that ends at its last step, t = 1,
+# as it should, and skips only its first step t = T: it starts from noise as if that were x_{T-1}, which changes
+# almost nothing since alpha_bar is nearly 0 at both. In our numbering (t = 0..T-1, the papers' t minus 1) the
+# same loop would stop before t = 0 and miss the final denoising step, which is why our loops run
+# `range(T - 1, -1, -1)`. The last step returns the mean itself: its output is the image, and noise added there
+# would stay in it.</details>
 #
 # 5. Give two reasons why a briefly trained model gives bad samples.
 # <details><summary>Answer</summary>Its x0 guesses are blurry averages at high noise (it has not learned the
 # data), and errors compound over 1,000 sampling steps; an EMA of the weights, used for sampling, also needs
 # time to forget the random initial weights.</details>
+#
+# 6. How does sampling from a DDPM differ from sampling from a GAN or a VAE, and what does each gain?
+# <details><summary>Answer</summary>A GAN's generator and a VAE's decoder turn noise into an image in one forward
+# pass. A DDPM runs its network once per step, here 1,000 times, each step removing a little noise; generation is
+# an iterative denoising procedure. The price is speed: 1,000 network calls per image instead of one. The gain is a
+# simple, stable training objective (a regression, no adversary) and samples that cover the whole data
+# distribution, where a GAN tends to drop modes and a VAE, trained with a per-pixel likelihood, gives blurry
+# images. Guidance (notebooks 5 and 6) then lets a DDPM trade diversity for fidelity as a GAN's truncation does.</details>

@@ -170,8 +170,9 @@ def misprinted(x_t, t, eps, schedule=schedule):
     return (x_t - (1 - a) / (1 - a).sqrt() * eps) / a.sqrt()
 
 
-good = ancestral(lambda x, t, e: reverse_mean(x, t, e, schedule), 8, 0)
-bad = ancestral(misprinted, 8, 0)
+n = cu.sample_count(8, least=4)     # 8 samples (fewer in the tests' fast mode)
+good = ancestral(lambda x, t, e: reverse_mean(x, t, e, schedule), n, 0)
+bad = ancestral(misprinted, n, 0)
 evaluator = cu.load_pretrained("evaluator", device="cpu").model
 spread = {}
 fig, axes = plt.subplots(1, 2, figsize=(12, 2.2))
@@ -179,7 +180,7 @@ for ax, (name, x) in zip(axes, [("correct mean", good), ("misprinted mean", bad)
     logits, feats = evaluator_outputs(evaluator, x)
     spread[name] = diversity(feats, torch.zeros(len(x), dtype=torch.long))
     digits = "".join(str(d) for d in logits.argmax(1).tolist())
-    cu.show_images(x, nrow=8, ax=ax, title=f"{shipped.label}, {name}:\ndigits {digits}, diversity {spread[name]:.0f}")
+    cu.show_images(x, nrow=n, ax=ax, title=f"{shipped.label}, {name}:\ndigits {digits}, diversity {spread[name]:.0f}")
 plt.show()
 # the misprint removes too much noise early: every sample collapses toward the same thin stroke
 assert spread["misprinted mean"] < 0.5 * spread["correct mean"]
@@ -323,8 +324,65 @@ q_x0 = cu.load_pretrained("ddpm_x0", device="cpu").info["quality"]
 assert q_x0["ddpm_x0 DDPM-1000"] < 2 * q_x0["frechet_floor"]
 
 # %% [markdown]
-# Both reach the floor with 1,000 DDPM steps. With 50 DDIM steps the x0-model holds up better here: its
-# clamped $\hat x_0$ is a clean image at every step, while the eps-model's early $\hat x_0$ guesses are noisier.
+# Both reach the floor with 1,000 DDPM steps; with 50 DDIM steps the x0-model holds up better here (compare the
+# distances printed above). Both samplers clamp $\hat x_0$ to $[-1, 1]$ for both models, so the clamp is not the
+# reason. The reason is in the losses.
+#
+# ## 3.7 Why x0 and eps differ: what each loss weighs
+#
+# **From the ELBO to the simple loss.** Training maximises a lower bound on $\log p_\theta(x_0)$ whose terms, one
+# per step, are $L_{t} = \mathrm{KL}\big(q(x_{t-1}\mid x_t, x_0)\,\|\,p_\theta(x_{t-1}\mid x_t)\big)$. Both are Gaussians with
+# the same variance $\sigma_t^2$, so $L_t = \lVert\tilde\mu_t - \mu_\theta\rVert^2 / (2\sigma_t^2)$ plus a constant. Write both means with
+# the noise (section 3.3): they differ only in $\varepsilon$ against $\varepsilon_\theta$, and
+# $L_t = \lambda_t\,\lVert\varepsilon - \varepsilon_\theta\rVert^2$ with $\lambda_t = \beta_t^2 / \big(2\sigma_t^2\,\alpha_t\,(1-\bar\alpha_t)\big)$. Ho et al. drop
+# $\lambda_t$ and average over $t$: that is the eps-MSE of section 3.2, the "simple" loss.
+#
+# **eps-MSE is x0-MSE weighted by the SNR.** From $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon$, an eps guess and an
+# x0 guess determine each other, and their errors are tied:
+#
+# $$\varepsilon - \hat\varepsilon = \sqrt{\tfrac{\bar\alpha_t}{1-\bar\alpha_t}}\,(\hat x_0 - x_0)
+# \quad\Longrightarrow\quad \lVert\varepsilon - \hat\varepsilon\rVert^2 = \mathrm{SNR}(t)\,\lVert x_0 - \hat x_0\rVert^2.$$
+#
+# So the x0-model weighs an error in $\hat x_0$ alike at every $t$, while the eps-model weighs it by SNR$(t)$:
+# thousands of times more at small $t$, thousands of times less at large $t$. The eps-model should therefore
+# guess $x_0$ better at small $t$ and worse at large $t$. Here are the weights, and the shipped models' measured
+# errors in $\hat x_0$ on 64 test digits:
+
+# %%
+check_t = [10, 100, 300, 500, 700, 900, 990]
+test_digits = cu.load_mnist(train=False, verbose=False).images[:64]
+nets = {name: cu.load_pretrained(name, device="cpu").model for name in ("ddpm_x0", "ddpm_eps")}
+x0_error = {name: [] for name in nets}
+with torch.no_grad():
+    for t_int in check_t:
+        t = torch.full((64,), t_int)
+        x_t = schedule.q_sample(test_digits, t, generator=torch.Generator().manual_seed(t_int))
+        guesses = {"ddpm_x0": nets["ddpm_x0"](x_t, t),
+                   "ddpm_eps": schedule.x0_from_eps(x_t, t, nets["ddpm_eps"](x_t, t))}
+        for name, x0_hat in guesses.items():
+            x0_error[name].append(((x0_hat.clamp(-1, 1) - test_digits) ** 2).mean().item())
+elbo_weight = schedule.betas ** 2 / (2 * schedule.posterior_variance.clamp(min=1e-20) * schedule.alphas
+                                     * (1 - schedule.alpha_bars))
+fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.6))
+left.semilogy(t_all, schedule.snr(), label="eps-MSE: SNR(t)")
+left.semilogy(t_all, torch.ones(1000), label="x0-MSE: 1")
+left.semilogy(t_all[1:], (elbo_weight * schedule.snr())[1:], label="the ELBO: lambda_t SNR(t)")
+left.set_xlabel("t"); left.set_title("weight on an error in x0_hat"); left.legend()
+for name, errors in x0_error.items():
+    right.plot(check_t, errors, "o-", label=name)
+right.set_xlabel("t"); right.set_title("measured mean squared error of x0_hat"); right.legend()
+plt.show()
+for t_int, a, b in zip(check_t, x0_error["ddpm_x0"], x0_error["ddpm_eps"]):
+    print(f"t = {t_int:3d}: SNR {schedule.snr()[t_int]:9.2e}, x0_hat error: x0-model {a:.4f}, eps-model {b:.4f}")
+assert x0_error["ddpm_eps"][0] < x0_error["ddpm_x0"][0]      # small t: the eps-model is better
+assert x0_error["ddpm_eps"][-1] > x0_error["ddpm_x0"][-1]    # large t: the x0-model is better
+
+# %% [markdown]
+# The measurements follow the weights: at $t = 10$ the eps-model's $\hat x_0$ is the better one, at $t = 990$ the
+# x0-model's (compare the printed rows). Ancestral sampling with 1,000 steps moves little per step and keeps
+# correcting, so both models reach the floor. DDIM with 50 steps jumps 20 timesteps at a time and leans on
+# $\hat x_0$ at every jump, and its first jumps start where the eps-model's $\hat x_0$ is worst; the x0-model's good
+# guesses at large $t$ are what keep its few-step samples closer to the data.
 #
 # ## Self-assessment
 #

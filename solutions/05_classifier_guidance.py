@@ -5,8 +5,8 @@
 # can sample a chosen digit, without retraining either.
 #
 # **Learning goals**
-# - Bayes' rule for the score, and what the scale does: $p_s(x\mid y) \propto p(x)\,p(y\mid x)^s$, made visible on a
-#   2-D toy whose exact score is known;
+# - Bayes' rule for the score, and what the scale does: the target $p(x)\,p(y\mid x)^s$, which guided sampling
+#   reaches exactly at $s = 1$ and only approximately otherwise, measured on a 2-D toy whose exact score is known;
 # - the DDPM mean shift $\mu + s\,\Sigma_t\,\nabla_{x_t}\log p_\phi(y\mid x_t)$ (unconditional mean under `no_grad`,
 #   gradient under `enable_grad`, no noise at $t = 0$);
 # - the same guidance as an eps shift $\hat\varepsilon = \varepsilon - s\sqrt{1-\bar\alpha_t}\,\nabla\log p_\phi$, used by DDIM, and how its
@@ -37,9 +37,13 @@ schedule = cu.NoiseSchedule(T=1000, kind="linear")
 #
 # $$\nabla_{x_t}\log p(x_t\mid y) = \nabla_{x_t}\log p(x_t) + \nabla_{x_t}\log p(y\mid x_t)\quad(\text{the } -\log p(y) \text{ term has no gradient}).$$
 #
-# Multiplying the classifier term by a scale $s$ samples from $p_s(x\mid y)\propto p(x)\,p(y\mid x)^s$: $s = 1$ is the true
-# conditional, $s > 1$ sharpens the classifier's vote (an inverse temperature) and concentrates samples where
-# the classifier is surest, $s = 0$ ignores it.
+# Guidance multiplies the classifier term by a scale $s$. At every noise level the sampler then follows the score of
+# $p_t(x_t)\,p_t(y\mid x_t)^s$: $s = 1$ is the true conditional, and the samples come exactly from $p(x\mid y)$;
+# $s = 0$ ignores the classifier; $s > 1$ sharpens the classifier's vote (an inverse temperature) and
+# concentrates samples where the classifier is surest, while $0 < s < 1$ flattens it. The target people write for
+# $s \ne 1$ is $p(x)\,p(y\mid x)^s$ on clean images, but that is only approximate: the noised version of the product
+# $p(x)\,p(y\mid x)^s$ is not the product of the noised factors $p_t(x_t)\,p_t(y\mid x_t)^s$ (except at $s = 0$ and
+# $s = 1$), so each step follows a slightly different density from the one we name. The end of this section measures how much.
 #
 # A 2-D mixture of three Gaussian "classes" lets us see this exactly: its noisy density, score and classifier
 # have closed forms (`cu.GaussianMixture2D`).
@@ -51,13 +55,14 @@ grid = torch.linspace(-1.3, 1.3, 200)
 xx, yy = torch.meshgrid(grid, grid, indexing="xy")
 points = torch.stack([xx.flatten(), yy.flatten()], 1)
 fig, axes = plt.subplots(2, 4, figsize=(14, 6.6), sharex=True, sharey=True)
-fractions = []
+fractions, guided = [], {}
 for col, s in enumerate(scales):
     dens = toy.tilted_log_density(points, target, s)
     axes[0, col].contourf(xx, yy, (dens - dens.max()).exp().view(200, 200), levels=20, cmap="viridis")
     axes[0, col].set_title(f"p(x) p(y=2 | x)^{s:g}")
     pts = cu.ddpm_sample(toy.eps_model(schedule), schedule, (2000, 2), y=target, classifier=toy.classifier(schedule),
                          classifier_scale=s, generator=torch.Generator().manual_seed(col), progress=False)
+    guided[s] = pts
     nearest = torch.cdist(pts, toy.means).argmin(1)
     fractions.append((nearest == target).float().mean().item())
     axes[1, col].scatter(pts[:, 0], pts[:, 1], s=1, alpha=0.4)
@@ -67,9 +72,46 @@ plt.show()
 assert fractions[0] < 0.3 and fractions[1] > 0.95 and fractions[3] >= fractions[1]
 
 # %% [markdown]
-# The top row is the density we *ask* for; the bottom row what guided sampling with the exact score and the
-# exact classifier *gives*. At $s = 1$ only class 2 remains, with its full spread; at $s = 10$ the samples also
-# shift away from the other classes, to where $p(y=2\mid x)$ is closest to 1.
+# The top row is the density $p(x)\,p(y\mid x)^s$ we name; the bottom row what guided sampling with the exact score
+# and the exact classifier *gives*. At $s = 1$ only class 2 remains, with its full spread.
+#
+# How close are they for $s \ne 1$? On the toy the named target can be sampled exactly: draw $x$ from $p(x)$ and
+# keep it with probability $p(y\mid x)^s$ (at most 1, so this is plain rejection sampling). We compare the two
+# sample sets by their energy distance, $2\,\mathbb E\lVert a-b\rVert - \mathbb E\lVert a-a'\rVert - \mathbb E\lVert b-b'\rVert$,
+# which is 0 only for equal distributions, beside the distance between two exact sample sets (the floor).
+
+# %%
+def sample_tilted(n, y, s, generator):
+    """Exact samples of p(x) p(y | x)^s: proposals from p(x), each kept with probability p(y | x)^s."""
+    kept, count = [], 0
+    while count < n:
+        x, _ = toy.sample(20000, generator=generator)
+        log_p_y = toy.tilted_log_density(x, y, 1.0) - toy.tilted_log_density(x, y, 0.0)   # log p(y | x)
+        keep = torch.rand(len(x), generator=generator) < (s * log_p_y).exp()
+        kept.append(x[keep])
+        count += int(keep.sum())
+    return torch.cat(kept)[:n]
+
+
+def energy_distance(a, b):
+    return (2 * torch.cdist(a, b).mean() - torch.cdist(a, a).mean() - torch.cdist(b, b).mean()).item()
+
+
+gap = {}
+for s in scales:
+    exact = sample_tilted(2000, target, s, torch.Generator().manual_seed(100))
+    floor = energy_distance(sample_tilted(2000, target, s, torch.Generator().manual_seed(200)), exact)
+    gap[s] = energy_distance(guided[s], exact)
+    print(f"s = {s:4g}: guided against exact {gap[s]:.4f} (floor {floor:.4f}); mean height of the samples: "
+          f"guided {guided[s][:, 1].mean():.3f}, exact {exact[:, 1].mean():.3f}")
+assert gap[1.0] < 0.002 < gap[3.0] < gap[10.0]
+
+# %% [markdown]
+# At $s = 0$ and $s = 1$ guided sampling matches its target to within sampling error. At $s = 3$ and $s = 10$ it
+# does not: the guided samples sit higher, farther from the other classes, than the named target puts them. The
+# reason is the noisy classifier: at large $t$ the classes overlap, $p_t(y\mid x_t)$ is far from 1, and the
+# scaled gradient keeps pushing, while on clean points $p(y\mid x)$ is already close to 1 over most of class 2 and
+# $p(y\mid x)^s$ hardly changes it. So read $p(x)\,p(y\mid x)^s$ as the direction of the effect, not its size.
 #
 # ## 5.2 The classifier's gradient
 #
@@ -154,6 +196,20 @@ assert torch.allclose(ours, package, atol=1e-4)
 #
 # $$\hat\varepsilon = \varepsilon_\theta(x_t) - s\sqrt{1-\bar\alpha_t}\,\nabla_{x_t}\log p_\phi(y\mid x_t).$$
 #
+# **Two misprints in our sources.** The guidance slides among our sources write this line twice, wrong both
+# times. One slide writes $\hat\varepsilon = \varepsilon_\theta(x_t) - \gamma\,\nabla_{x_t}\log p(y\mid x_t)$, without $\sqrt{1-\bar\alpha_t}$: but
+# the gradient is a score, and a score becomes a noise prediction only times $-\sqrt{1-\bar\alpha_t}$, as the model's own
+# does. Without the factor the guidance is too strong by $1/\sqrt{1-\bar\alpha_t}$, most of all at the last steps
+# (the next cell prints how much). Their Algorithm 2 has the factor but drops the scale: its $\hat\varepsilon$ line has no
+# $s$, though its heading says "given gradient scale $s$", so as written it always guides with $s = 1$.
+
+# %%
+factor = 1 / (1 - schedule.alpha_bars).sqrt()
+print("guidance without sqrt(1 - alpha_bar_t) is too strong by: "
+      + ", ".join(f"{factor[t]:.1f}x at t = {t}" for t in (0, 10, 100, 500, 999)))
+assert factor[0] > 50 and factor[999] < 1.01
+
+# %% [markdown]
 # Put into the DDPM mean, this shifts it by $s\,\frac{\beta_t}{\sqrt{\alpha_t}}\,g$, while the mean shift moves it by
 # $s\,\tilde\beta_t\,g$. So the same $s$ means almost the same guidance in both forms, except at the last few steps,
 # where $\tilde\beta_t \to 0$:
@@ -221,10 +277,27 @@ print("our guided DDIM matches cu.ddim_sample")
 # x_t = reverse_diffusion_step(x_t, epsilon, t, ...)
 # ```
 #
-# Two things are wrong. It moves $x_t$ *against* the gradient of $\log p(y\mid x_t)$, i.e. away from class $y$: the
-# minus sign belongs to the eps form, where $\hat\varepsilon = \varepsilon - s\sqrt{1-\bar\alpha_t}\,g$, and subtracting from $\varepsilon$ *adds* to
-# the mean. And it scales by $\sigma_t = \sqrt{\beta_t}$ instead of $\sqrt{1-\bar\alpha_t}$, up to 100 times weaker at large $t$.
-# The effect, measured on the toy (target class 2, prior weight 20%):
+# Two things are wrong with it. Find them before you open the answer.
+#
+# <details><summary>Answer</summary>The sign: the line moves x_t against the gradient of log p(y | x_t), away from
+# class y. The minus sign belongs to the eps form, eps_hat = eps - s sqrt(1 - alpha_bar_t) g, and subtracting
+# from eps adds to the mean. The size: the line shifts x_t itself, and a shift of x is the DDPM mean shift
+# s Sigma_t g, where Sigma_t = sigma_t^2 is a variance. The source's factor sigma_t is a standard deviation,
+# 1 / sigma_t times larger: the line is too strong, not too weak (the next cell computes the ratio at every t).
+# Even read as the eps form, whose factor sqrt(1 - alpha_bar_t) is a standard deviation too, sigma_t is the
+# wrong one: the noise of one step against the noise accumulated up to t.</details>
+#
+# The two ratios, at every t, and the effect on the toy (target class 2, prior weight 20%):
+
+# %%
+sigma = schedule.betas.sqrt()
+too_strong = 1 / sigma                                  # s sigma_t g against the mean shift s sigma_t^2 g
+eps_ratio = (1 - schedule.alpha_bars).sqrt() / sigma    # sqrt(1 - alpha_bar_t) against sigma_t
+print(f"the source's shift of x_t against the DDPM mean shift: {too_strong.min():.0f}x to {too_strong.max():.0f}x "
+      f"larger (median {too_strong.median():.0f}x)")
+print(f"sqrt(1 - alpha_bar_t) / sigma_t: {eps_ratio.min():.1f} to {eps_ratio.max():.1f} "
+      f"(median {eps_ratio.median():.1f})")
+assert too_strong.min() > 5 and eps_ratio.median() > 5
 
 # %%
 def buggy_step(x_t, t, t_prev, eps, grad, scale, schedule):
@@ -246,8 +319,9 @@ for name, step_fn in [("correct", guided_ddim_step), ("the source's line", buggy
 assert share["the source's line"] < 0.2 < share["sigma_t scale"] < share["correct"]
 
 # %% [markdown]
-# The source's line pushes samples *out* of the target class (below its 20% prior), and with the right sign
-# but $\sigma_t$ the guidance is far weaker than the same $s$ should give.
+# The source's line pushes samples *out* of the target class (below its 20% prior): the sign decides, and its
+# too-large steps make it worse. With the right sign in the eps form but $\sigma_t$ in place of $\sqrt{1-\bar\alpha_t}$,
+# the guidance is weaker than the same $s$ should give (compare the two shares printed above).
 #
 # ## 5.7 Where is the gradient evaluated?
 #
@@ -276,7 +350,7 @@ for where, at_mean in [("at x_t", False), ("at the mean", True)]:
 models = {n: cu.load_model(n, device="cpu") for n in ("ddpm_eps", "noisy_classifier")}
 whose = " guided by ".join(m.label for m in models.values())
 evaluator = cu.load_pretrained("evaluator", device="cpu").model
-y_all = torch.arange(10).repeat_interleave(10)
+y_all = torch.arange(10).repeat_interleave(cu.sample_count(10))   # 10 of each digit (fewer in fast mode)
 scales = [0.0, 2.0, 5.0, 10.0, 20.0]
 cg_sweep = {}
 for s in scales:
@@ -285,10 +359,10 @@ for s in scales:
     cg_sweep[s] = judge(evaluator, x, y_all)
     print(f"s = {s:4g}: accuracy {cg_sweep[s]['accuracy']:.0%}, diversity {cg_sweep[s]['diversity']:.1f}")
 best = max(cg_sweep, key=lambda s: cg_sweep[s]["accuracy"])
-print(f"{whose}: best accuracy {cg_sweep[best]['accuracy']:.0%} at s = {best:g} (100 samples, DDPM-100)")
+print(f"{whose}: best accuracy {cg_sweep[best]['accuracy']:.0%} at s = {best:g} ({len(y_all)} samples, DDPM-100)")
 x = generate("classifier-ddim", models, y_all, best, steps=25, generator=torch.Generator().manual_seed(12), device="cpu")
 ddim_at_best = judge(evaluator, x, y_all)["accuracy"]
-print(f"the same 100, DDIM-25 eps shift at s = {best:g}: accuracy {ddim_at_best:.0%}")
+print(f"the same {len(y_all)}, DDIM-25 eps shift at s = {best:g}: accuracy {ddim_at_best:.0%}")
 assert cg_sweep[0.0]["accuracy"] < 0.3     # unguided: about one in ten is the requested digit
 # models trained for a few minutes or more (the shipped ones trained for longer) reach 80%
 trained_for_minutes = min(m.info.get("minutes", float("inf")) for m in models.values()) >= 2

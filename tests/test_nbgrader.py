@@ -13,8 +13,10 @@ filled in with the solutions (full points) and the same with one plausible mista
 and the feedback names the mistake).
 """
 import csv
+import html
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -31,7 +33,8 @@ NOTEBOOKS = {nb.stem: nb for nb in graded_notebooks()}
 MISTAKES = {
     "01_forward_noising": ("exercise-1-1", "ab.sqrt() * x0 + (1 - ab).sqrt() * noise", "ab * x0 + (1 - ab) * noise",
                            "square roots"),
-    "02_ddpm_x0": ("exercise-2-3", "    if t == 0:\n        return mean\n", "", "no noise is added at the last step"),
+    "02_ddpm_x0": ("exercise-2-3", "posterior_variance[t].sqrt() * noise", "posterior_variance[t] * noise",
+                   "standard deviation"),
     "03_ddpm_eps": ("exercise-3-3", "b / (1 - ab).sqrt() * eps", "b / (1 - a).sqrt() * eps", "misprint"),
     "04_noisy_classifier": ("exercise-4-2", "classifier(x_t, t)", "classifier(x0, t)", "noisy x_t"),
     "05_classifier_guidance": ("exercise-5-2", "mean + scale * variance * grad", "mean - scale * variance * grad",
@@ -140,7 +143,11 @@ def test_nbgrader_round_trip(course, name):
     assert 0 < scores["wrong"] < max_score
 
     nbgrader(course, "generate_feedback", name, "--force")
-    feedback = (course / "feedback" / "wrong" / name / f"{name}.html").read_text()
-    assert MISTAKES[name][3] in feedback, f"the feedback does not name the mistake ({MISTAKES[name][3]!r})"
-    solved_feedback = (course / "feedback" / "solved" / name / f"{name}.html").read_text()
-    assert MISTAKES[name][3] not in solved_feedback
+    # the failed check's message, as the student reads it: "CheckFailed: <what>: <the named mistake>"
+    failures = re.findall(r"CheckFailed</span>: ([^\n<]*)", feedback_of(course, "wrong", name))
+    assert len(failures) == 1 and MISTAKES[name][3] in html.unescape(failures[0]), failures
+    assert "CheckFailed" not in feedback_of(course, "solved", name)
+
+
+def feedback_of(course: Path, student: str, name: str) -> str:
+    return (course / "feedback" / student / name / f"{name}.html").read_text()
