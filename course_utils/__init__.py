@@ -8,7 +8,7 @@ from .device import (autocast_for, bf16_is_fast, fast_mode, pick_device, sample_
 from .guidance import cfg_eps, check_labels, check_scale, classifier_grad, guided_eps, guided_mean
 from .models import (EpsUNet, Evaluator, MLPDenoiser, NoisyClassifier, TimeMapUNet, UNet,
                      count_parameters, sinusoidal_embedding, time_map)
-from .plotting import image_grid, plot_losses, plot_schedules, plot_trajectory, show_images
+from .plotting import image_grid, plot_chains, plot_losses, plot_schedules, plot_trajectory, show_images
 from .sampling import TrajectoryRecorder, ddim_sample, ddim_timesteps, ddpm_sample, predict
 from .schedule import NoiseSchedule
 from .live import LiveView, sample_preview
@@ -25,7 +25,7 @@ __all__ = [
     "cfg_eps", "check_labels", "check_scale", "classifier_grad", "guided_eps", "guided_mean",
     "EpsUNet", "Evaluator", "MLPDenoiser", "NoisyClassifier", "TimeMapUNet", "UNet",
     "count_parameters", "sinusoidal_embedding", "time_map",
-    "image_grid", "plot_losses", "plot_schedules", "plot_trajectory", "show_images",
+    "image_grid", "plot_chains", "plot_losses", "plot_schedules", "plot_trajectory", "show_images",
     "TrajectoryRecorder", "ddim_sample", "ddim_timesteps", "ddpm_sample", "predict",
     "NoiseSchedule", "GaussianMixture2D", "LiveView", "sample_preview", "load_model", "load_pretrained", "my_models_dir",
     "save_my_model", "train_live",

@@ -89,10 +89,15 @@ class Upsample(nn.Module):
 
 class UNet(nn.Module):
     """A plain U-Net: one residual block per level down, a middle block, one per level up,
-    with skip connections concatenated, and an optional embedding fed to every block."""
+    with skip connections concatenated, and an optional embedding fed to every block.
 
-    def __init__(self, in_channels: int, out_channels: int, channels=(32, 64, 64), emb_dim: int | None = None):
+    ``skips=False`` is the ablation: the same network, with its skip paths carrying zeros (same
+    parameters and cost), so that the decoder sees only what comes up from the bottom."""
+
+    def __init__(self, in_channels: int, out_channels: int, channels=(32, 64, 64), emb_dim: int | None = None,
+                 skips: bool = True):
         super().__init__()
+        self.skips = skips
         self.inc = nn.Conv2d(in_channels, channels[0], 3, padding=1)
         self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
         c = channels[0]
@@ -119,17 +124,18 @@ class UNet(nn.Module):
             h = down(h)
         h = self.mid(h, emb)
         for block, up in zip(self.up, self.upsample):
-            h = up(block(torch.cat([h, skips.pop()], dim=1), emb))
+            skip = skips.pop()
+            h = up(block(torch.cat([h, skip if self.skips else torch.zeros_like(skip)], dim=1), emb))
         return self.out(h)
 
 
 class TimeMapUNet(nn.Module):
     """x0-prediction DDPM network: ``x0_hat = unet( concat[x_t, t/T map] )``, a 2-channel input."""
 
-    def __init__(self, T: int = 1000, channels=(32, 64, 64)):
+    def __init__(self, T: int = 1000, channels=(32, 64, 64), skips: bool = True):
         super().__init__()
         self.T = T
-        self.unet = UNet(2, 1, channels)
+        self.unet = UNet(2, 1, channels, skips=skips)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         _check_image(x_t, 1, "TimeMapUNet")

@@ -93,3 +93,29 @@ def plot_trajectory(recorder, n: int = 4, show_x0: bool = True):
     if show_x0:
         fig.text(0.005, 0.5, "rows: x_t, then x0_hat", rotation=90, va="center", fontsize=8)
     return fig
+
+
+def plot_chains(x0: torch.Tensor, schedule, ts=(0, 100, 250, 500, 999), generator: torch.Generator | None = None):
+    """The two chains on one picture: one image ``x0`` [1, C, H, W] noised by q_sample at the timesteps
+    ``ts``, with the forward steps q(x_t | x_{t-1}) (fixed: add noise) drawn above, left to right, and the
+    reverse steps p_theta(x_{t-1} | x_t) (learned: remove noise) below, right to left."""
+    if x0.dim() != 4 or x0.shape[0] != 1:
+        raise ValueError(f"x0 must be one image of shape [1, C, H, W], got {list(x0.shape)}")
+    states = [x0] + [schedule.q_sample(x0, torch.tensor([t]), generator=generator) for t in ts]
+    names = ["data $x_0$"] + [f"$t = {t}$" for t in ts]
+    fig, axes = plt.subplots(1, len(states), figsize=(2.1 * len(states), 2.9))
+    for ax, x, name in zip(axes, states, names):
+        show_images(x, ax=ax, title=name)
+    arrow = dict(arrowstyle="-|>", lw=1.5)
+    for a, b in zip(axes[:-1], axes[1:]):   # arrows in the gaps between neighbouring panels (figure coordinates)
+        left, right = a.get_position(), b.get_position()
+        mid = (left.y0 + left.y1) / 2
+        for y, start, end, colour in [(mid + 0.08, left.x1, right.x0, "tab:red"),
+                                      (mid - 0.08, right.x0, left.x1, "tab:blue")]:
+            fig.add_artist(plt.Annotation("", xy=(end, y), xytext=(start, y), xycoords="figure fraction",
+                                          arrowprops={**arrow, "color": colour}))
+    fig.text(0.5, 0.99, r"forward, fixed: $q(x_t \mid x_{t-1})$ adds a little Gaussian noise at each step",
+             ha="center", va="top", color="tab:red")
+    fig.text(0.5, 0.01, r"reverse, learned: $p_\theta(x_{t-1} \mid x_t)$ removes a little noise at each step",
+             ha="center", va="bottom", color="tab:blue")
+    return fig

@@ -207,6 +207,76 @@ assert torch.allclose(schedule.posterior_mean(schedule.x0_from_eps(x_t, t, noise
 print("x0 -> eps -> x0 and the two means agree")
 
 # %% [markdown]
+# ### A third view: the score
+#
+# The best possible noise predictor, the one the eps-MSE is minimised by, is the average noise given $x_t$,
+# $\mathbb E[\varepsilon\mid x_t]$. Tweedie's formula ties it to the *score* $\nabla_x\log p_t(x_t)$, the direction in which the
+# density of noisy data grows fastest:
+#
+# $$\mathbb E[\varepsilon\mid x_t] = -\sqrt{1-\bar\alpha_t}\;\nabla_{x_t}\log p_t(x_t).$$
+#
+# So an eps-model is a score model in other units, and "adding a classifier's gradient to the score"
+# (notebook 5) is a precise statement about eps. We check the formula where the score is known exactly: the
+# 2-D mixture of notebook 5 (`cu.GaussianMixture2D`). We draw a million pairs $(x_0, \varepsilon)$, form $x_t$, and
+# average $\varepsilon$ over the pairs whose $x_t$ falls near each of a few query points: that is $\mathbb E[\varepsilon\mid x_t]$ by
+# brute force, with no formula. Then we compare it with $-\sqrt{1-\bar\alpha_t}$ times the exact score.
+
+# %%
+toy = cu.GaussianMixture2D(weights=[0.5, 0.3, 0.2])
+t_toy = 300
+ab = schedule.alpha_bars[t_toy]
+pairs = torch.Generator().manual_seed(5)
+x0_toy, _ = toy.sample(1_000_000, generator=pairs)
+eps_toy = torch.randn(x0_toy.shape, generator=pairs)
+xt_toy = ab.sqrt() * x0_toy + (1 - ab).sqrt() * eps_toy
+queries = torch.tensor([[-0.5, -0.3], [0.5, -0.3], [0.0, 0.5], [0.0, 0.0], [0.3, 0.2]])
+brute, exact = [], []
+for q in queries:
+    near = (xt_toy - q).norm(dim=1) < 0.05
+    brute.append(eps_toy[near].mean(0))
+    exact.append(-(1 - ab).sqrt() * toy.score(q[None], torch.tensor([t_toy]), schedule)[0])
+brute, exact = torch.stack(brute), torch.stack(exact)
+for q, b, e in zip(queries.tolist(), brute.tolist(), exact.tolist()):
+    print(f"x_t = ({q[0]:+.1f}, {q[1]:+.1f}): average noise ({b[0]:+.3f}, {b[1]:+.3f}), -sqrt(1 - alpha_bar) score ({e[0]:+.3f}, {e[1]:+.3f})")
+assert (brute - exact).abs().max() < 0.05
+
+# %% [markdown]
+# **Why following the score denoises: Langevin dynamics.** Take points anywhere and repeat
+# $x \leftarrow x + \tfrac{\delta}{2}\nabla\log p(x) + \sqrt{\delta}\,z$: each step climbs the density a little, and the fresh noise
+# keeps the points from all piling onto the peaks. The points end up distributed as $p$ itself. A diffusion
+# sampler does the same while it lowers the noise level step by step, with the network's score. Here: points
+# spread uniformly over the square, 200 Langevin steps with the toy's score at a small noise level.
+
+# %%
+t_small = 10
+walkers = torch.rand(2000, 2, generator=pairs) * 2.6 - 1.3
+start = walkers.clone()
+delta = 2e-3
+for _ in range(200):
+    score = toy.score(walkers, torch.full((2000,), t_small), schedule)
+    walkers = walkers + delta / 2 * score + delta ** 0.5 * torch.randn(walkers.shape, generator=pairs)
+grid = torch.linspace(-1.3, 1.3, 15)
+gx, gy = torch.meshgrid(grid, grid, indexing="xy")
+field = toy.score(torch.stack([gx.flatten(), gy.flatten()], 1), torch.full((225,), t_small), schedule)
+fig, axes = plt.subplots(1, 2, figsize=(10, 4.6), sharex=True, sharey=True)
+for ax, pts, title in [(axes[0], start, "start: uniform"), (axes[1], walkers, "after 200 Langevin steps")]:
+    ax.quiver(gx, gy, *(field / field.norm(dim=1, keepdim=True)).T.reshape(2, 15, 15), color="grey", alpha=0.5)
+    ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.5)
+    ax.set_title(title)
+plt.show()
+near_a_class = {name: ((torch.cdist(p, toy.means).min(1).values < 3 * toy.std).float().mean().item())
+                for name, p in [("start", start), ("end", walkers)]}
+shares = torch.bincount(torch.cdist(walkers, toy.means).argmin(1), minlength=3) / 2000
+print(f"within 3 std of a class centre: {near_a_class['start']:.0%} at the start, {near_a_class['end']:.0%} "
+      f"after; share of each class {[round(v, 2) for v in shares.tolist()]} (the mixture's weights: 0.5, 0.3, 0.2)")
+assert near_a_class["end"] > 0.9 > 0.3 > near_a_class["start"]
+
+# %% [markdown]
+# The arrows are the score: they point toward the classes. The points climb along them and settle in the three
+# classes. Notice that the shares need not match the weights: Langevin dynamics mixes slowly between
+# well-separated peaks, which is one reason diffusion samplers start from pure noise, where the peaks have not
+# yet separated, and follow the score as the noise level falls.
+#
 # ## 3.5 DDIM: the same model, far fewer steps
 #
 # DDIM (Song et al.) keeps the trained model and changes only the sampler. From $t$ it jumps to an earlier

@@ -184,31 +184,7 @@ def test_check_classifier_loss(variant, hint):
 
 
 # notebook 5 ------------------------------------------------------------------
-def grad_variant(kind):
-    def fn(clf, x, t, y):
-        with torch.enable_grad():
-            x = x.detach().requires_grad_(True)
-            logits = clf(x, t)
-            if kind == "softmax":
-                obj = F.softmax(logits, 1).gather(1, y[:, None]).sum()
-            elif kind == "logit":
-                obj = logits.gather(1, y[:, None]).sum()
-            elif kind == "all":
-                obj = F.log_softmax(logits, 1).sum()
-            else:
-                obj = F.log_softmax(logits, 1).gather(1, y[:, None]).sum()
-            (g,) = torch.autograd.grad(obj, x)
-        return -g if kind == "sign" else g
-    return fn
-
-
-@pytest.mark.parametrize("kind, hint", [
-    ("ok", None), ("softmax", "LOG-probability"), ("logit", "raw logit"), ("all", "own class"), ("sign", "sign"),
-])
-def test_check_classifier_grad(kind, hint):
-    run(checks.check_classifier_grad, grad_variant(kind), hint)
-
-
+# the classifier gradient's mistakes (softmax, raw logit, all classes, sign, ...) are in test_check_catalogue.py
 def test_check_classifier_grad_needs_enable_grad():
     def forgets_enable_grad(clf, x, t, y):
         x = x.detach().requires_grad_(True)

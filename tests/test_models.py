@@ -80,3 +80,19 @@ def test_models_explain_bad_input(bad, match):
     for model in (TimeMapUNet(), EpsUNet(), NoisyClassifier()):
         with pytest.raises(ValueError, match=match):
             model(*bad)
+
+
+def test_unet_without_skips_is_the_same_network_with_its_skip_paths_carrying_nothing():
+    torch.manual_seed(0)
+    with_skips, without = TimeMapUNet(T=100, channels=(8, 16)), TimeMapUNet(T=100, channels=(8, 16), skips=False)
+    without.load_state_dict(with_skips.state_dict())      # the same parameters: the ablation adds none
+    assert count_parameters(with_skips) == count_parameters(without)
+    x, t = torch.randn(2, 1, 16, 16), torch.tensor([3, 60])
+    assert not torch.allclose(with_skips(x, t), without(x, t))
+    # without skips, the decoder's first block sees zeros where the encoder's features would be
+    seen = []
+    block = without.unet.up[0]
+    hook = block.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    without(x, t)
+    hook.remove()
+    assert seen and seen[0][:, -16:].abs().max() == 0     # the concatenated skip half is all zeros

@@ -29,3 +29,15 @@ def test_plots_draw_what_they_are_given():
     fig = plot_trajectory(rec, n=2)
     assert len(fig.axes) == 2 * 2 * len(rec.t)
     plt.close("all")
+
+
+def test_plot_chains_shows_the_data_and_each_timestep_and_refuses_a_batch():
+    from course_utils import plot_chains
+
+    fig = plot_chains(torch.zeros(1, 1, 8, 8), NoiseSchedule(T=100), ts=(0, 50, 99),
+                      generator=torch.Generator().manual_seed(0))
+    assert [ax.get_title() for ax in fig.axes] == ["data $x_0$", "$t = 0$", "$t = 50$", "$t = 99$"]
+    assert len(fig.artists) == 2 * 3     # a forward and a reverse arrow between each pair of neighbours
+    plt.close(fig)
+    with pytest.raises(ValueError, match=r"one image of shape \[1, C, H, W\]"):
+        plot_chains(torch.zeros(2, 1, 8, 8), NoiseSchedule(T=100))
