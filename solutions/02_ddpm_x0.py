@@ -287,13 +287,15 @@ for j, t_int in enumerate(probe_t):
         cu.show_images(ablation[name]["guesses"][j], nrow=6, ax=axes[row, j], title=f"x0_hat {name}")
 plt.tight_layout()
 plt.show()
-if TRAIN_MINUTES >= 2:   # after a few minutes the skips' advantage at small t is large
-    assert ablation["with skips"]["errors"][0] < ablation["without skips"]["errors"][0]
+if TRAIN_MINUTES >= 2:   # after 25 s or more of training each, the skips' advantage at small t is clear
+    assert ablation["with skips"]["errors"][0] < 0.75 * ablation["without skips"]["errors"][0]
 
 # %% [markdown]
 # At small $t$, where $x_t$ still shows the digit, the network with skips returns it nearly as it is; without
-# them the guess is a blurred digit rebuilt from the bottleneck, and its error is several times larger (the
-# printed rows). At large $t$ little is visible, there is little to copy, and the two come closer.
+# them the digit must be rebuilt from the bottleneck, and its error is about twice as large at $t = 20$ (the
+# printed rows; by eye, after so short a training, its strokes are only a little softer). At large $t$ little is
+# visible, there is nothing to copy, and the two networks are equally good: the skips help exactly where fine
+# detail survives the noise.
 
 # %% [markdown]
 # ## Self-assessment
