@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .guidance import guided_eps
+from .sampling import ddim_step, ddpm_step
 from .schedule import NoiseSchedule
 
 
@@ -212,7 +214,7 @@ def check_ddpm_step(fn) -> None:
         tt = torch.full((4,), t)
         mean = s.posterior_mean(x0, x_t, tt)
         var = s.posterior_variance[t]
-        want = mean + var.sqrt() * z if t > 0 else mean
+        want = ddpm_step(x_t, t, x0, s, z)
         _verdict(f"DDPM step at t={t}", _twice("DDPM step", fn, x_t, t, x0, s, z), want, {
             "no noise is added at the last step (t = 0): return the mean itself": mean + s.betas[0].sqrt() * z,
             "the noise is scaled by the standard deviation sqrt(posterior_variance), not the variance":
@@ -436,13 +438,12 @@ def check_guided_ddim_step(fn) -> None:
     x, eps, grad = (torch.randn(4, 2, generator=g) for _ in range(3))
     scale = 2.0
     for t, t_prev in ((600, 580), (20, -1)):
-        ab = s.alpha_bars[t]
-        ab_prev = s.alpha_bars[t_prev] if t_prev >= 0 else torch.tensor(1.0)
+        ab, tt = s.alpha_bars[t], torch.full((4,), t)
 
-        def ddim(x_t, e, to=ab_prev, x0_eps=None):
-            x0 = (x_t - (1 - ab).sqrt() * (e if x0_eps is None else x0_eps)) / ab.sqrt()
-            return to.sqrt() * x0 + (1 - to).sqrt() * e
-        eps_hat = eps - scale * (1 - ab).sqrt() * grad
+        def ddim(x_t, e, to=t_prev, x0_eps=None):
+            """The package's DDIM step (eta = 0) to timestep ``to``, x0_hat made from ``x0_eps`` (default e)."""
+            return ddim_step(x_t, t, to, e, s.x0_from_eps(x_t, tt, e if x0_eps is None else x0_eps), s)
+        eps_hat = guided_eps(eps, ab, grad, scale)
         want = ddim(x, eps_hat)
         what = f"guided DDIM step {t} -> {t_prev}"
         mistakes = {
@@ -459,11 +460,11 @@ def check_guided_ddim_step(fn) -> None:
         }
         if t_prev < 0:
             mistakes["at the last step (t_prev = -1) alpha_bar is 1, a clean image: alpha_bars[-1] is the noisiest "
-                     "entry, at the other end of the chain"] = ddim(x, eps_hat, to=s.alpha_bars[-1])
+                     "entry, at the other end of the chain"] = ddim(x, eps_hat, to=s.T - 1)
             mistakes["at the last step (t_prev = -1) alpha_bar is 1, not alpha_bars[0]: one more step of noise is "
-                     "left there"] = ddim(x, eps_hat, to=s.alpha_bars[0])
+                     "left there"] = ddim(x, eps_hat, to=0)
         else:
-            mistakes["step to alpha_bar of t_prev, not of t - 1"] = ddim(x, eps_hat, to=s.alpha_bars[t - 1])
+            mistakes["step to alpha_bar of t_prev, not of t - 1"] = ddim(x, eps_hat, to=t - 1)
         _verdict(what, _twice("guided DDIM step", fn, x, t, t_prev, eps, grad, scale, s), want, mistakes)
     _done("guided DDIM step")
 

@@ -6,6 +6,8 @@ They differ only in how they step from x_t to the previous state.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -152,12 +154,129 @@ class _Setup:
         return classifier_grad(self.classifier, x, t, self.y)
 
 
+def ddim_timesteps(T: int, steps: int) -> list[int]:
+    """``steps`` timesteps spread evenly over 0..T-1, from T-1 down to 0."""
+    if not isinstance(steps, int) or not 1 <= steps <= T:
+        raise ValueError(f"steps must be an integer in 1..T={T}, got {steps!r}")
+    ts = torch.linspace(0, T - 1, steps, dtype=torch.float64).round().long().tolist()
+    return sorted(set(ts), reverse=True)
+
+
+def ddpm_step(x_t: torch.Tensor, t: int, x0_hat: torch.Tensor, schedule, noise: torch.Tensor | None = None, *,
+              grad: torch.Tensor | None = None, scale: float = 0.0) -> torch.Tensor:
+    """One ancestral step from x_t to x_{t-1} (Ho et al.), all tensors [B, ...], ``t`` an int:
+
+        mu      = posterior_mean(x0_hat, x_t, t)          (the mean of q(x_{t-1} | x_t, x0_hat))
+        mu      = mu + s * Sigma_t * grad                 (classifier guidance, when ``grad`` is given)
+        x_{t-1} = mu + sqrt(Sigma_t) * noise              (Sigma_t = posterior_variance[t]; no noise at t = 0)
+    """
+    t_vec = torch.full((x_t.shape[0],), t, dtype=torch.long, device=x_t.device)
+    mean = schedule.posterior_mean(x0_hat, x_t, t_vec)
+    variance = schedule.at(schedule.posterior_variance, t_vec, x_t)
+    if grad is not None:
+        mean = guided_mean(mean, variance, grad, scale)
+    if t == 0:
+        return mean
+    if noise is None:
+        raise ValueError(f"ddpm_step at t = {t} > 0 needs noise shaped like x_t {list(x_t.shape)}")
+    return mean + variance.sqrt() * noise
+
+
+def ddim_step(x_t: torch.Tensor, t: int, t_prev: int, eps_hat: torch.Tensor, x0_hat: torch.Tensor, schedule,
+              eta: float = 0.0, noise: torch.Tensor | None = None) -> torch.Tensor:
+    """One DDIM step from x_t to x_{t'}, t' = ``t_prev`` < t (Song et al.), with ab_{t'} = 1 for t' = -1:
+
+        sigma = eta * sqrt((1 - ab_t') / (1 - ab_t)) * sqrt(1 - ab_t / ab_t')
+        x_t'  = sqrt(ab_t') x0_hat + sqrt(1 - ab_t' - sigma^2) eps_hat + sigma * noise
+
+    ``eps_hat`` and ``x0_hat`` are the model's prediction in both forms (:func:`predict`); eta = 0 is
+    deterministic, and no noise is added on the last step (t' = -1).
+    """
+    t_vec = torch.full((x_t.shape[0],), t, dtype=torch.long, device=x_t.device)
+    ab = schedule.at(schedule.alpha_bars, t_vec, x_t)
+    ab_prev = schedule.alpha_bars[t_prev] if t_prev >= 0 else torch.ones((), device=x_t.device)
+    sigma = eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)).sqrt()
+    x = ab_prev.sqrt() * x0_hat + (1 - ab_prev - sigma**2).clamp(min=0).sqrt() * eps_hat
+    if eta > 0 and t_prev >= 0:
+        if noise is None:
+            raise ValueError(f"ddim_step with eta = {eta} > 0 needs noise shaped like x_t {list(x_t.shape)}")
+        x = x + sigma * noise
+    return x
+
+
+class Step(NamedTuple):
+    """One state of a sampling run: step ``i``, its timestep ``t`` (-1 at the end), x_t and the model's x0_hat
+    there (at the end both are the sample)."""
+    i: int
+    t: int
+    x_t: torch.Tensor
+    x0_hat: torch.Tensor
+
+
+@torch.no_grad()
+def sampling_steps(model, schedule, shape, *, sampler: str = "ddpm", steps: int | None = None, eta: float = 0.0,
+                   prediction="eps", y=None, classifier=None, classifier_scale=0.0, cfg_scale=None,
+                   null_label=10, generator=None, device=None, clip_x0=None, autocast=False):
+    """The reverse chain, one step at a time: yields a :class:`Step` before each update and a last one
+    with the sample. ``sampler`` is "ddpm" (ancestral, on all T steps or a respaced chain of ``steps``) or
+    "ddim" (``steps`` timesteps, default 50, with ``eta``); other keywords as in :func:`ddpm_sample`.
+    The caller decides what to keep: ``ddpm_sample`` and ``ddim_sample`` keep only the end."""
+    if sampler not in ("ddpm", "ddim"):
+        raise ValueError(f"sampler must be 'ddpm' or 'ddim', got {sampler!r}")
+    run = _Setup(model, schedule, shape, prediction, y, classifier, classifier_scale, cfg_scale,
+                 null_label, generator, device, clip_x0)
+    if sampler == "ddpm":
+        yield from _ddpm_steps(run, steps, autocast)
+    else:
+        yield from _ddim_steps(run, 50 if steps is None else steps, check_scale(eta, "eta"), autocast)
+
+
+def _ddpm_steps(run, steps, autocast):
+    model_ts = ddim_timesteps(run.schedule.T, steps if steps is not None else run.schedule.T)[::-1]
+    # the chain we step on: the schedule itself, or its respaced sub-chain (step i <-> model time model_ts[i])
+    chain = run.schedule if len(model_ts) == run.schedule.T else run.schedule.respace(model_ts)
+    x = run.noise()
+    for i, k in enumerate(range(chain.T - 1, -1, -1)):
+        t_model = run.timesteps(model_ts[k])
+        eps, x0 = run.predict(x, t_model, autocast)
+        grad = run.grad(x, t_model) if run.use_classifier else None
+        yield Step(i, model_ts[k], x, x0)
+        x = ddpm_step(x, k, x0, chain, run.noise() if k > 0 else None, grad=grad, scale=run.classifier_scale)
+    yield Step(chain.T, -1, x, x)
+
+
+def _ddim_steps(run, steps, eta, autocast):
+    sch = run.schedule
+    ts = ddim_timesteps(sch.T, steps)
+    x = run.noise()
+    for i, t_int in enumerate(ts):
+        t = run.timesteps(t_int)
+        eps, x0 = run.predict(x, t, autocast)
+        if run.use_classifier:
+            eps = guided_eps(eps, sch.at(sch.alpha_bars, t, x), run.grad(x, t), run.classifier_scale)
+            x0 = sch.x0_from_eps(x, t, eps)
+            if run.clip_x0:
+                x0 = x0.clamp(-1, 1)
+                eps = sch.eps_from_x0(x, t, x0)
+        yield Step(i, t_int, x, x0)
+        t_prev = ts[i + 1] if i + 1 < len(ts) else -1
+        x = ddim_step(x, t_int, t_prev, eps, x0, sch, eta, run.noise() if eta > 0 and t_prev >= 0 else None)
+    yield Step(len(ts), -1, x, x)
+
+
+def _run_to_end(chain, desc: str, total: int, progress: bool, callback) -> torch.Tensor:
+    for step in tqdm(chain, desc=desc, total=total, disable=not progress, leave=False):
+        if callback is not None:
+            callback(step.i, step.t, step.x_t, step.x0_hat, step.t == -1)
+    return step.x_t
+
+
 @torch.no_grad()
 def ddpm_sample(model, schedule, shape, *, prediction="eps", y=None, classifier=None,
                 classifier_scale=0.0, cfg_scale=None, null_label=10, generator=None, device=None,
                 progress=True, clip_x0=None, autocast=False, callback=None, steps=None):
     """Ancestral sampling, t = T-1 down to 0 (Ho et al., Algorithm 2, whose steps are numbered 1..T;
-    the course's t is theirs minus 1):
+    the course's t is theirs minus 1), each step a :func:`ddpm_step`:
 
         x_{T-1} ~ N(0, I)                             (pure noise: the papers' x_T)
         mu  = posterior_mean(x0_hat, x_t, t)        (= 1/sqrt(a_t) (x_t - b_t/sqrt(1-ab_t) eps_hat))
@@ -172,43 +291,23 @@ def ddpm_sample(model, schedule, shape, *, prediction="eps", y=None, classifier=
     (:meth:`NoiseSchedule.respace`); None uses all T.
     ``clip_x0``: clamp x0_hat to [-1, 1] (default: on for 4-D image batches, off otherwise).
     ``autocast``: bfloat16 autocast for the model (False: off, True: on, None: where it is fast).
-    ``callback(step, t, x_t, x0_hat, last)`` sees every step (see :class:`TrajectoryRecorder`).
+    ``callback(step, t, x_t, x0_hat, last)`` sees every step (see :class:`TrajectoryRecorder`); to do more
+    with each step, iterate over :func:`sampling_steps` yourself.
     Returns x_0 as float32.
     """
-    run = _Setup(model, schedule, shape, prediction, y, classifier, classifier_scale, cfg_scale,
-                 null_label, generator, device, clip_x0)
-    model_ts = ddim_timesteps(run.schedule.T, steps if steps is not None else run.schedule.T)[::-1]
-    # the chain we step on: the schedule itself, or its respaced sub-chain (step i <-> model time model_ts[i])
-    chain = run.schedule if len(model_ts) == run.schedule.T else run.schedule.respace(model_ts)
-    x = run.noise()
-    for i, k in enumerate(tqdm(range(chain.T - 1, -1, -1), desc="DDPM", disable=not progress, leave=False)):
-        t_model, k_vec = run.timesteps(model_ts[k]), run.timesteps(k)
-        eps, x0 = run.predict(x, t_model, autocast)
-        mean = chain.posterior_mean(x0, x, k_vec)
-        var = chain.at(chain.posterior_variance, k_vec, x)
-        if run.use_classifier:
-            mean = guided_mean(mean, var, run.grad(x, t_model), run.classifier_scale)
-        if callback is not None:
-            callback(i, model_ts[k], x, x0, False)
-        x = mean + var.sqrt() * run.noise() if k > 0 else mean
-    if callback is not None:
-        callback(chain.T, -1, x, x, True)
-    return x
-
-
-def ddim_timesteps(T: int, steps: int) -> list[int]:
-    """``steps`` timesteps spread evenly over 0..T-1, from T-1 down to 0."""
-    if not isinstance(steps, int) or not 1 <= steps <= T:
-        raise ValueError(f"steps must be an integer in 1..T={T}, got {steps!r}")
-    ts = torch.linspace(0, T - 1, steps, dtype=torch.float64).round().long().tolist()
-    return sorted(set(ts), reverse=True)
+    chain = sampling_steps(model, schedule, shape, sampler="ddpm", steps=steps, prediction=prediction, y=y,
+                           classifier=classifier, classifier_scale=classifier_scale, cfg_scale=cfg_scale,
+                           null_label=null_label, generator=generator, device=device, clip_x0=clip_x0,
+                           autocast=autocast)
+    return _run_to_end(chain, "DDPM", (steps or schedule.T) + 1, progress, callback)
 
 
 @torch.no_grad()
 def ddim_sample(model, schedule, shape, *, prediction="eps", y=None, classifier=None,
                 classifier_scale=0.0, cfg_scale=None, null_label=10, generator=None, device=None,
                 progress=True, steps=50, eta=0.0, clip_x0=None, autocast=False, callback=None):
-    """DDIM sampling (Song et al.) over ``steps`` timesteps, t -> t' (the next smaller one):
+    """DDIM sampling (Song et al.) over ``steps`` timesteps, t -> t' (the next smaller one), each step a
+    :func:`ddim_step`:
 
         eps_hat = eps - s * sqrt(1 - ab_t) * grad log p(y | x_t)   (classifier guidance)
         x0_hat  = (x_t - sqrt(1 - ab_t) eps_hat) / sqrt(ab_t)
@@ -218,29 +317,8 @@ def ddim_sample(model, schedule, shape, *, prediction="eps", y=None, classifier=
     with ab_t' = 1 after the last step. eta = 0 is deterministic; eta = 1 with all T
     steps is ancestral DDPM sampling. Other keywords as in :func:`ddpm_sample`.
     """
-    run = _Setup(model, schedule, shape, prediction, y, classifier, classifier_scale, cfg_scale,
-                 null_label, generator, device, clip_x0)
-    eta = check_scale(eta, "eta")
-    sch = run.schedule
-    ts = ddim_timesteps(sch.T, steps)
-    x = run.noise()
-    for i, t_int in enumerate(tqdm(ts, desc="DDIM", disable=not progress, leave=False)):
-        t = run.timesteps(t_int)
-        eps, x0 = run.predict(x, t, autocast)
-        ab = sch.at(sch.alpha_bars, t, x)
-        if run.use_classifier:
-            eps = guided_eps(eps, ab, run.grad(x, t), run.classifier_scale)
-            x0 = sch.x0_from_eps(x, t, eps)
-            if run.clip_x0:
-                x0 = x0.clamp(-1, 1)
-                eps = sch.eps_from_x0(x, t, x0)
-        if callback is not None:
-            callback(i, t_int, x, x0, False)
-        ab_next = sch.alpha_bars[ts[i + 1]] if i + 1 < len(ts) else torch.ones((), device=x.device)
-        sigma = eta * ((1 - ab_next) / (1 - ab) * (1 - ab / ab_next)).sqrt()
-        x = ab_next.sqrt() * x0 + (1 - ab_next - sigma**2).clamp(min=0).sqrt() * eps
-        if eta > 0 and i + 1 < len(ts):
-            x = x + sigma * run.noise()
-    if callback is not None:
-        callback(len(ts), -1, x, x, True)
-    return x
+    chain = sampling_steps(model, schedule, shape, sampler="ddim", steps=steps, eta=eta, prediction=prediction,
+                           y=y, classifier=classifier, classifier_scale=classifier_scale, cfg_scale=cfg_scale,
+                           null_label=null_label, generator=generator, device=device, clip_x0=clip_x0,
+                           autocast=autocast)
+    return _run_to_end(chain, "DDIM", steps + 1, progress, callback)
