@@ -5,11 +5,12 @@ Everything the notebooks and the tests rely on is importable from here.
 from .data import MNIST, load_mnist, to_model_range
 from .device import (autocast_for, bf16_is_fast, fast_mode, pick_device, sample_count, seed_everything,
                      training_minutes)
-from .guidance import cfg_eps, check_labels, check_scale, classifier_grad, guided_eps, guided_mean
+from .guidance import NULL_LABEL, cfg_eps, check_labels, check_scale, classifier_grad, guided_eps, guided_mean
 from .models import (EpsUNet, Evaluator, MLPDenoiser, NoisyClassifier, TimeMapUNet, UNet,
                      count_parameters, sinusoidal_embedding, time_map)
 from .plotting import image_grid, plot_chains, plot_losses, plot_schedules, plot_trajectory, show_images
-from .sampling import TrajectoryRecorder, ddim_sample, ddim_timesteps, ddpm_sample, predict
+from .sampling import (Step, TrajectoryRecorder, ddim_sample, ddim_step, ddim_timesteps, ddpm_sample, ddpm_step, predict,
+                       sampling_steps)
 from .schedule import NoiseSchedule
 from .live import LiveView, sample_preview
 from .pretrained import load_model, load_pretrained, my_models_dir, save_my_model
@@ -19,6 +20,7 @@ from .training import (EMA, Budget, denoiser_loss, fit, noisy_classifier_loss, o
                        train_denoiser)
 
 __all__ = [
+    "NULL_LABEL",
     "MNIST", "load_mnist", "to_model_range",
     "autocast_for", "bf16_is_fast", "fast_mode", "pick_device", "sample_count", "seed_everything",
     "training_minutes",
@@ -26,7 +28,8 @@ __all__ = [
     "EpsUNet", "Evaluator", "MLPDenoiser", "NoisyClassifier", "TimeMapUNet", "UNet",
     "count_parameters", "sinusoidal_embedding", "time_map",
     "image_grid", "plot_chains", "plot_losses", "plot_schedules", "plot_trajectory", "show_images",
-    "TrajectoryRecorder", "ddim_sample", "ddim_timesteps", "ddpm_sample", "predict",
+    "Step", "TrajectoryRecorder", "ddim_sample", "ddim_step", "ddim_timesteps", "ddpm_sample", "ddpm_step", "predict",
+    "sampling_steps",
     "NoiseSchedule", "GaussianMixture2D", "LiveView", "sample_preview", "load_model", "load_pretrained", "my_models_dir",
     "save_my_model", "train_live",
     "EMA", "Budget", "denoiser_loss", "fit", "one_cycle", "noisy_classifier_loss", "train_classifier", "train_denoiser",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .guidance import guided_eps
+from .guidance import NULL_LABEL, guided_eps
 from .sampling import ddim_step, ddpm_step
 from .schedule import NoiseSchedule
 
@@ -474,8 +474,8 @@ def check_drop_labels(fn) -> None:
     """fn(y, p_uncond, null_label, u) = null_label where u < p_uncond, else y (u: uniform numbers)."""
     g = torch.Generator().manual_seed(10)
     y, u = torch.randint(0, 10, (1000,), generator=g), torch.rand(1000, generator=g)
-    want = torch.where(u < 0.2, torch.full_like(y, 10), y)
-    got = _twice("conditioning dropout", fn, y.clone(), 0.2, 10, u)
+    want = torch.where(u < 0.2, torch.full_like(y, NULL_LABEL), y)
+    got = _twice("conditioning dropout", fn, y.clone(), 0.2, NULL_LABEL, u)
     if isinstance(got, torch.Tensor) and got.shape == want.shape and got.is_floating_point():
         raise CheckFailed("conditioning dropout: labels must stay integers (torch.long): the class embedding "
                           "looks them up by index")
@@ -485,10 +485,10 @@ def check_drop_labels(fn) -> None:
     _verdict("conditioning dropout", got, want, {
         "no label was dropped: replace y by null_label wherever u < p_uncond": y,
         "labels are dropped with probability 1 - p: replace where u < p_uncond":
-            torch.where(u >= 0.2, torch.full_like(y, 10), y),
-        "a dropped label becomes the null label (10), not class 0": torch.where(u < 0.2, torch.zeros_like(y), y),
+            torch.where(u >= 0.2, torch.full_like(y, NULL_LABEL), y),
+        f"a dropped label becomes the null label ({NULL_LABEL}), not class 0": torch.where(u < 0.2, torch.zeros_like(y), y),
         "use the u you are given, with u < p_uncond: u > 1 - p_uncond drops as many labels, but other ones":
-            torch.where(u > 0.8, torch.full_like(y, 10), y),
+            torch.where(u > 0.8, torch.full_like(y, NULL_LABEL), y),
     })
     _done("conditioning dropout")
 

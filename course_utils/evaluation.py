@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from .guidance import NULL_LABEL
+
 
 @torch.no_grad()
 def evaluator_outputs(evaluator, images: torch.Tensor, batch_size: int = 500):
@@ -97,7 +99,7 @@ def generate(method: str, models: dict, y: torch.Tensor, scale: float, *, steps:
     common = dict(generator=generator, device=device, progress=progress)
     if method == "cfg-ddim":
         m = models["cfg_eps"]
-        return ddim_sample(m.model, m.schedule, shape, y=y, cfg_scale=scale, null_label=10, steps=steps, **common)
+        return ddim_sample(m.model, m.schedule, shape, y=y, cfg_scale=scale, null_label=NULL_LABEL, steps=steps, **common)
     m, clf = models["ddpm_eps"], models["noisy_classifier"].model
     if method == "classifier-ddpm":
         return ddpm_sample(m.model, m.schedule, shape, y=y, classifier=clf, classifier_scale=scale, steps=ddpm_steps,

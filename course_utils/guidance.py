@@ -22,6 +22,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+NULL_LABEL = 10   # the label meaning "no class" for the course's conditional networks (MNIST has 0..9)
+
 
 def check_scale(scale, name: str = "guidance scale") -> float:
     """A guidance scale must be a finite number >= 0; return it as a float."""

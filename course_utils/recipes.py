@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from .data import load_mnist
 from .device import pick_device
+from .guidance import NULL_LABEL
 from .models import EpsUNet, Evaluator, NoisyClassifier, TimeMapUNet
 from .live import LiveView
 from .pretrained import NAMES, TRAINED_IN, WEIGHTS_DIR, Pretrained, atomic_write_bytes, save_my_model, save_weights
@@ -119,7 +120,7 @@ def recipe_loss(r: Recipe, schedule, generator):
     def loss_fn(m, x0, y):
         if r.objective in ("eps", "x0"):
             return denoiser_loss(m, schedule, x0, y if r.conditional else None, prediction=r.objective,
-                                 cond_drop=r.cond_drop, null_label=10, generator=generator)
+                                 cond_drop=r.cond_drop, null_label=NULL_LABEL, generator=generator)
         if r.objective == "noisy-ce":
             return noisy_classifier_loss(m, schedule, x0, y, generator=generator)
         return F.cross_entropy(m(random_shift(x0, generator)).float(), y)

@@ -13,7 +13,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .device import autocast_for
-from .guidance import cfg_eps, check_labels, check_scale, classifier_grad, guided_eps, guided_mean
+from .guidance import NULL_LABEL, cfg_eps, check_labels, check_scale, classifier_grad, guided_eps, guided_mean
 
 PREDICTIONS = ("eps", "x0")
 
@@ -64,7 +64,7 @@ def _check_output(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return out.float()
 
 
-def predict(model, schedule, x_t, t, *, prediction="eps", y=None, cfg_scale=None, null_label=10,
+def predict(model, schedule, x_t, t, *, prediction="eps", y=None, cfg_scale=None, null_label=NULL_LABEL,
             conditional=None, clip_x0=False, autocast=False):
     """One denoising call: return ``(eps_hat, x0_hat)`` for the batch ``x_t`` at timesteps ``t``.
 
@@ -216,7 +216,7 @@ class Step(NamedTuple):
 @torch.no_grad()
 def sampling_steps(model, schedule, shape, *, sampler: str = "ddpm", steps: int | None = None, eta: float = 0.0,
                    prediction="eps", y=None, classifier=None, classifier_scale=0.0, cfg_scale=None,
-                   null_label=10, generator=None, device=None, clip_x0=None, autocast=False):
+                   null_label=NULL_LABEL, generator=None, device=None, clip_x0=None, autocast=False):
     """The reverse chain, one step at a time: yields a :class:`Step` before each update and a last one
     with the sample. ``sampler`` is "ddpm" (ancestral, on all T steps or a respaced chain of ``steps``) or
     "ddim" (``steps`` timesteps, default 50, with ``eta``); other keywords as in :func:`ddpm_sample`.
@@ -273,7 +273,7 @@ def _run_to_end(chain, desc: str, total: int, progress: bool, callback) -> torch
 
 @torch.no_grad()
 def ddpm_sample(model, schedule, shape, *, prediction="eps", y=None, classifier=None,
-                classifier_scale=0.0, cfg_scale=None, null_label=10, generator=None, device=None,
+                classifier_scale=0.0, cfg_scale=None, null_label=NULL_LABEL, generator=None, device=None,
                 progress=True, clip_x0=None, autocast=False, callback=None, steps=None):
     """Ancestral sampling, t = T-1 down to 0 (Ho et al., Algorithm 2, whose steps are numbered 1..T;
     the course's t is theirs minus 1), each step a :func:`ddpm_step`:
@@ -304,7 +304,7 @@ def ddpm_sample(model, schedule, shape, *, prediction="eps", y=None, classifier=
 
 @torch.no_grad()
 def ddim_sample(model, schedule, shape, *, prediction="eps", y=None, classifier=None,
-                classifier_scale=0.0, cfg_scale=None, null_label=10, generator=None, device=None,
+                classifier_scale=0.0, cfg_scale=None, null_label=NULL_LABEL, generator=None, device=None,
                 progress=True, steps=50, eta=0.0, clip_x0=None, autocast=False, callback=None):
     """DDIM sampling (Song et al.) over ``steps`` timesteps, t -> t' (the next smaller one), each step a
     :func:`ddim_step`:

@@ -19,6 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .device import autocast_for, bf16_is_fast, pick_device
+from .guidance import NULL_LABEL
 from .sampling import check_prediction
 
 
@@ -59,7 +60,7 @@ def random_batch(tensors, batch_size: int, generator: torch.Generator | None):
     return [t[idx] for t in tensors]
 
 
-def denoiser_loss(model, schedule, x0, y=None, *, prediction="eps", cond_drop=0.0, null_label=10,
+def denoiser_loss(model, schedule, x0, y=None, *, prediction="eps", cond_drop=0.0, null_label=NULL_LABEL,
                   generator=None) -> torch.Tensor:
     """The simple DDPM objective on one batch.
 
@@ -288,7 +289,7 @@ def _schedule_for(schedule, fit_kwargs):
 
 def train_denoiser(model, schedule, images, labels=None, *, steps: int | None = None,
                    minutes: float | None = None, prediction: str = "eps",
-                   cond_drop: float = 0.1, null_label: int = 10, lr: float = 1e-3, **kwargs) -> list[float]:
+                   cond_drop: float = 0.1, null_label: int = NULL_LABEL, lr: float = 1e-3, **kwargs) -> list[float]:
     """Train an eps- or x0-prediction denoiser (see :func:`denoiser_loss`); return the losses.
 
     Pass ``labels`` to train a class-conditional model with conditioning dropout

@@ -194,3 +194,45 @@ def test_respaced_ddpm_reproduces_the_mixture_and_guides(toy, linear):
     x = ddpm_sample(toy.eps_model(linear), linear, (1000, 2), steps=50, y=1, classifier=toy.classifier(linear),
                     classifier_scale=2.0, progress=False, generator=torch.Generator().manual_seed(13))
     assert (assign(toy, x) == 1).float().mean() > 0.95
+
+
+def test_ddpm_step_adds_the_posterior_noise_except_at_t_0(linear):
+    from course_utils import ddpm_step
+
+    g = torch.Generator().manual_seed(0)
+    x_t, x0, z = (torch.randn(3, 1, 4, 4, generator=g) for _ in range(3))
+    mean = linear.posterior_mean(x0, x_t, torch.full((3,), 500))
+    assert torch.allclose(ddpm_step(x_t, 500, x0, linear, z), mean + linear.posterior_variance[500].sqrt() * z)
+    assert torch.equal(ddpm_step(x_t, 0, x0, linear), linear.posterior_mean(x0, x_t, torch.zeros(3, dtype=torch.long)))
+    grad = torch.ones_like(x_t)
+    shifted = ddpm_step(x_t, 500, x0, linear, z, grad=grad, scale=2.0)
+    assert torch.allclose(shifted - ddpm_step(x_t, 500, x0, linear, z), 2.0 * linear.posterior_variance[500] * grad)
+    with pytest.raises(ValueError, match="needs noise"):
+        ddpm_step(x_t, 500, x0, linear)
+
+
+def test_ddim_step_lands_on_x0_hat_at_the_end_and_needs_noise_only_with_eta(linear):
+    from course_utils import ddim_step
+
+    g = torch.Generator().manual_seed(1)
+    x_t, eps = torch.randn(3, 2, generator=g), torch.randn(3, 2, generator=g)
+    x0 = linear.x0_from_eps(x_t, torch.full((3,), 40), eps)
+    assert torch.allclose(ddim_step(x_t, 40, -1, eps, x0, linear), x0)          # ab = 1 after the last step
+    ab_prev = linear.alpha_bars[20]
+    assert torch.allclose(ddim_step(x_t, 40, 20, eps, x0, linear), ab_prev.sqrt() * x0 + (1 - ab_prev).sqrt() * eps)
+    with pytest.raises(ValueError, match="needs noise"):
+        ddim_step(x_t, 40, 20, eps, x0, linear, eta=1.0)
+
+
+def test_sampling_steps_yields_every_state_and_ends_with_the_sample(linear, toy):
+    from course_utils import sampling_steps
+
+    model = toy.eps_model(linear)
+    steps = list(sampling_steps(model, linear, (8, 2), sampler="ddim", steps=10,
+                                generator=torch.Generator().manual_seed(3)))
+    assert [s.i for s in steps] == list(range(11)) and steps[-1].t == -1
+    assert [s.t for s in steps[:-1]] == ddim_timesteps(1000, 10)
+    end = ddim_sample(model, linear, (8, 2), steps=10, generator=torch.Generator().manual_seed(3), progress=False)
+    assert torch.equal(steps[-1].x_t, end)
+    with pytest.raises(ValueError, match="'ddpm' or 'ddim'"):
+        next(sampling_steps(model, linear, (8, 2), sampler="euler"))
