@@ -9,8 +9,8 @@ from .guidance import NULL_LABEL, cfg_eps, check_labels, check_scale, classifier
 from .models import (EpsUNet, Evaluator, MLPDenoiser, NoisyClassifier, TimeMapUNet, UNet,
                      count_parameters, sinusoidal_embedding, time_map)
 from .plotting import image_grid, plot_chains, plot_losses, plot_schedules, plot_trajectory, show_images
-from .sampling import (Step, TrajectoryRecorder, ddim_sample, ddim_step, ddim_timesteps, ddpm_sample, ddpm_step, predict,
-                       sampling_steps)
+from .sampling import (Step, Trajectory, ddim_sample, ddim_step, ddim_timesteps, ddpm_sample, ddpm_step, predict,
+                       record_trajectory, sampling_steps)
 from .schedule import NoiseSchedule
 from .live import LiveView, sample_preview
 from .pretrained import load_model, load_pretrained, my_models_dir, save_my_model
@@ -28,8 +28,8 @@ __all__ = [
     "EpsUNet", "Evaluator", "MLPDenoiser", "NoisyClassifier", "TimeMapUNet", "UNet",
     "count_parameters", "sinusoidal_embedding", "time_map",
     "image_grid", "plot_chains", "plot_losses", "plot_schedules", "plot_trajectory", "show_images",
-    "Step", "TrajectoryRecorder", "ddim_sample", "ddim_step", "ddim_timesteps", "ddpm_sample", "ddpm_step", "predict",
-    "sampling_steps",
+    "Step", "Trajectory", "ddim_sample", "ddim_step", "ddim_timesteps", "ddpm_sample", "ddpm_step", "predict",
+    "record_trajectory", "sampling_steps",
     "NoiseSchedule", "GaussianMixture2D", "LiveView", "sample_preview", "load_model", "load_pretrained", "my_models_dir",
     "save_my_model", "train_live",
     "EMA", "Budget", "denoiser_loss", "fit", "one_cycle", "noisy_classifier_loss", "train_classifier", "train_denoiser",

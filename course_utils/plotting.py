@@ -76,7 +76,7 @@ def plot_losses(losses, ax=None, window: int = 50, title: str = "training loss")
 
 
 def plot_trajectory(recorder, n: int = 4, show_x0: bool = True):
-    """Rows of states from a :class:`~course_utils.sampling.TrajectoryRecorder`:
+    """Rows of states from a :class:`~course_utils.sampling.Trajectory` (:func:`~course_utils.sampling.record_trajectory`):
     x_t along the run for the first ``n`` samples, and below each the model's x0 estimate."""
     steps = len(recorder.t)
     rows = n * (2 if show_x0 else 1)

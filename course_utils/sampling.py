@@ -25,26 +25,6 @@ def check_prediction(prediction: str) -> str:
     return prediction
 
 
-class TrajectoryRecorder:
-    """A sampler callback that keeps the states of a run, every ``every`` steps and at the end.
-
-    After sampling, ``recorder.t`` lists the timesteps, ``recorder.x_t`` the noisy states
-    and ``recorder.x0`` the model's x0 estimates at those steps (all on the CPU).
-    """
-
-    def __init__(self, every: int = 1):
-        if every < 1:
-            raise ValueError(f"every must be >= 1, got {every}")
-        self.every = every
-        self.t, self.x_t, self.x0 = [], [], []
-
-    def __call__(self, step: int, t: int, x_t: torch.Tensor, x0_hat: torch.Tensor, last: bool) -> None:
-        if step % self.every == 0 or last:
-            self.t.append(t)
-            self.x_t.append(x_t.detach().float().cpu())
-            self.x0.append(x0_hat.detach().float().cpu())
-
-
 def _model_device(model, device):
     if device is not None:
         device = torch.device(device)
@@ -213,6 +193,27 @@ class Step(NamedTuple):
     x0_hat: torch.Tensor
 
 
+class Trajectory(NamedTuple):
+    """The states a sampling run passed through: timesteps ``t`` (-1 for the end), the noisy states ``x_t``
+    and the model's guesses ``x0`` there (all on the CPU)."""
+    t: list
+    x_t: list
+    x0: list
+
+
+def record_trajectory(steps, every: int = 1) -> Trajectory:
+    """Keep every ``every``-th state of a run of :func:`sampling_steps`, and its end."""
+    if every < 1:
+        raise ValueError(f"every must be >= 1, got {every}")
+    kept = Trajectory([], [], [])
+    for step in steps:
+        if step.i % every == 0 or step.t == -1:
+            kept.t.append(step.t)
+            kept.x_t.append(step.x_t.detach().float().cpu())
+            kept.x0.append(step.x0_hat.detach().float().cpu())
+    return kept
+
+
 @torch.no_grad()
 def sampling_steps(model, schedule, shape, *, sampler: str = "ddpm", steps: int | None = None, eta: float = 0.0,
                    prediction="eps", y=None, classifier=None, classifier_scale=0.0, cfg_scale=None,
@@ -264,17 +265,16 @@ def _ddim_steps(run, steps, eta, autocast):
     yield Step(len(ts), -1, x, x)
 
 
-def _run_to_end(chain, desc: str, total: int, progress: bool, callback) -> torch.Tensor:
+def _run_to_end(chain, desc: str, total: int, progress: bool) -> torch.Tensor:
     for step in tqdm(chain, desc=desc, total=total, disable=not progress, leave=False):
-        if callback is not None:
-            callback(step.i, step.t, step.x_t, step.x0_hat, step.t == -1)
+        pass
     return step.x_t
 
 
 @torch.no_grad()
 def ddpm_sample(model, schedule, shape, *, prediction="eps", y=None, classifier=None,
                 classifier_scale=0.0, cfg_scale=None, null_label=NULL_LABEL, generator=None, device=None,
-                progress=True, clip_x0=None, autocast=False, callback=None, steps=None):
+                progress=True, clip_x0=None, autocast=False, steps=None):
     """Ancestral sampling, t = T-1 down to 0 (Ho et al., Algorithm 2, whose steps are numbered 1..T;
     the course's t is theirs minus 1), each step a :func:`ddpm_step`:
 
@@ -291,21 +291,20 @@ def ddpm_sample(model, schedule, shape, *, prediction="eps", y=None, classifier=
     (:meth:`NoiseSchedule.respace`); None uses all T.
     ``clip_x0``: clamp x0_hat to [-1, 1] (default: on for 4-D image batches, off otherwise).
     ``autocast``: bfloat16 autocast for the model (False: off, True: on, None: where it is fast).
-    ``callback(step, t, x_t, x0_hat, last)`` sees every step (see :class:`TrajectoryRecorder`); to do more
-    with each step, iterate over :func:`sampling_steps` yourself.
+    To see every step (a trajectory, a picture per step), iterate over :func:`sampling_steps` instead.
     Returns x_0 as float32.
     """
     chain = sampling_steps(model, schedule, shape, sampler="ddpm", steps=steps, prediction=prediction, y=y,
                            classifier=classifier, classifier_scale=classifier_scale, cfg_scale=cfg_scale,
                            null_label=null_label, generator=generator, device=device, clip_x0=clip_x0,
                            autocast=autocast)
-    return _run_to_end(chain, "DDPM", (steps or schedule.T) + 1, progress, callback)
+    return _run_to_end(chain, "DDPM", (steps or schedule.T) + 1, progress)
 
 
 @torch.no_grad()
 def ddim_sample(model, schedule, shape, *, prediction="eps", y=None, classifier=None,
                 classifier_scale=0.0, cfg_scale=None, null_label=NULL_LABEL, generator=None, device=None,
-                progress=True, steps=50, eta=0.0, clip_x0=None, autocast=False, callback=None):
+                progress=True, steps=50, eta=0.0, clip_x0=None, autocast=False):
     """DDIM sampling (Song et al.) over ``steps`` timesteps, t -> t' (the next smaller one), each step a
     :func:`ddim_step`:
 
@@ -321,4 +320,4 @@ def ddim_sample(model, schedule, shape, *, prediction="eps", y=None, classifier=
                            y=y, classifier=classifier, classifier_scale=classifier_scale, cfg_scale=cfg_scale,
                            null_label=null_label, generator=generator, device=device, clip_x0=clip_x0,
                            autocast=autocast)
-    return _run_to_end(chain, "DDIM", steps + 1, progress, callback)
+    return _run_to_end(chain, "DDIM", steps + 1, progress)

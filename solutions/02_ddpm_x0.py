@@ -192,9 +192,11 @@ def sample_x0_model(net, n, generator):
 
 
 ours = sample_x0_model(shipped.model, n, torch.Generator().manual_seed(1))
-trajectory = cu.TrajectoryRecorder(every=125)          # keeps x_t and x0_hat every 125 steps
-package = cu.ddpm_sample(shipped.model, shipped.schedule, (n, 1, 32, 32), prediction="x0",
-                         generator=torch.Generator().manual_seed(1), device="cpu", callback=trajectory)
+# the package's sampler, one step at a time: keep x_t and x0_hat every 125 steps, and the end
+steps = cu.sampling_steps(shipped.model, shipped.schedule, (n, 1, 32, 32), prediction="x0",
+                          generator=torch.Generator().manual_seed(1), device="cpu")
+trajectory = cu.record_trajectory(steps, every=125)
+package = trajectory.x_t[-1]
 cu.show_images(ours, nrow=n, title="our loop, shipped ddpm_x0 (DDPM-1000)")
 plt.show()
 print("largest difference from ddpm_sample:", (ours - package).abs().max().item())

@@ -2,8 +2,8 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from course_utils import (NoiseSchedule, TrajectoryRecorder, ddim_sample, image_grid, plot_losses, plot_schedules,
-                          plot_trajectory, show_images)
+from course_utils import (NoiseSchedule, image_grid, plot_losses, plot_schedules, plot_trajectory, record_trajectory,
+                          sampling_steps, show_images)
 
 
 def test_image_grid_tiles_and_rescales():
@@ -24,8 +24,8 @@ def test_plots_draw_what_they_are_given():
     assert len(ax.lines) == 2
     ax = show_images(torch.zeros(4, 1, 8, 8), labels=[1, 2, 3, 4])
     assert len(ax.texts) == 4
-    rec = TrajectoryRecorder(every=10)
-    ddim_sample(lambda x, t: torch.zeros_like(x), s, (3, 1, 8, 8), steps=30, callback=rec, progress=False)
+    rec = record_trajectory(sampling_steps(lambda x, t: torch.zeros_like(x), s, (3, 1, 8, 8), sampler="ddim",
+                                           steps=30), every=10)
     fig = plot_trajectory(rec, n=2)
     assert len(fig.axes) == 2 * 2 * len(rec.t)
     plt.close("all")

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from course_utils import TrajectoryRecorder, ddim_sample, ddim_timesteps, ddpm_sample
+from course_utils import ddim_sample, ddim_timesteps, ddpm_sample, record_trajectory, sampling_steps
 
 N = 3000
 
@@ -111,9 +111,9 @@ def test_generator_makes_sampling_reproducible(toy, linear):
 def test_images_are_clipped_and_trajectories_recorded(linear):
     def wild(x, t):  # predicts a far-too-bright x0
         return torch.full_like(x, 5.0)
-    rec = TrajectoryRecorder(every=100)
-    x = ddpm_sample(wild, linear, (2, 1, 8, 8), prediction="x0", progress=False, callback=rec,
-                    generator=torch.Generator().manual_seed(0))
+    rec = record_trajectory(sampling_steps(wild, linear, (2, 1, 8, 8), prediction="x0",
+                                           generator=torch.Generator().manual_seed(0)), every=100)
+    x = rec.x_t[-1]
     assert x.shape == (2, 1, 8, 8)
     assert x.max() <= 1.0 + 1e-5 and x.min() >= -1.0 - 1e-5
     assert rec.t[0] == 999 and rec.t[-1] == -1 and len(rec.t) == 11
@@ -135,14 +135,11 @@ def test_ddim_timesteps():
 def test_no_noise_is_added_at_the_last_step(toy, linear):
     """The last step returns the posterior mean at t = 0 itself, with no noise added."""
     model = toy.eps_model(linear)
-    seen = []
-    ddpm_sample(model, linear, (10, 2), progress=False, callback=lambda i, t, x, x0, last: seen.append(t),
-                generator=torch.Generator().manual_seed(0))
-    assert seen[-2] == 0 and seen[-1] == -1
+    states = record_trajectory(sampling_steps(model, linear, (10, 2), generator=torch.Generator().manual_seed(0)))
+    assert states.t[-2] == 0 and states.t[-1] == -1
     # the final sample is exactly the posterior mean at t = 0 (no sqrt(var) z term)
-    states = TrajectoryRecorder()
-    out = ddpm_sample(model, linear, (10, 2), progress=False, callback=states,
-                      generator=torch.Generator().manual_seed(0))
+    out = ddpm_sample(model, linear, (10, 2), progress=False, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out, states.x_t[-1])
     x1, t0 = states.x_t[-2], torch.zeros(10, dtype=torch.long)
     eps = model(x1, t0)
     assert torch.allclose(out, linear.posterior_mean(linear.x0_from_eps(x1, t0, eps), x1, t0), atol=1e-5)
