@@ -6,6 +6,7 @@ They differ only in how they step from x_t to the previous state.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -82,11 +83,51 @@ def predict(model, schedule, x_t, t, *, prediction="eps", y=None, cfg_scale=None
     return eps, x0
 
 
-class _Setup:
-    """Validated sampler arguments (shared by ddpm_sample and ddim_sample)."""
+@dataclass(frozen=True)
+class Guidance:
+    """What steers sampling toward the classes y:
 
-    def __init__(self, model, schedule, shape, prediction, y, classifier, classifier_scale,
-                 cfg_scale, null_label, generator, device, clip_x0):
+    - ``Guidance.none()``: the model alone (called as ``model(x_t, t, y)`` when y is given);
+    - ``Guidance.by_classifier(classifier, scale)``: add ``scale * grad log p(y | x_t)`` from a noise-aware
+      classifier, to the DDPM mean or (as an eps shift) in DDIM; the model is called unconditionally;
+    - ``Guidance.classifier_free(scale, null_label)``: ``eps_u + scale * (eps_c - eps_u)`` from one conditional
+      model called with the null label and with y.
+
+    Both kinds may be combined (a classifier's gradient on top of classifier-free guidance).
+    """
+    classifier: object = None
+    classifier_scale: float = 0.0
+    cfg_scale: float | None = None
+    null_label: int = NULL_LABEL
+
+    def __post_init__(self):
+        object.__setattr__(self, "classifier_scale", check_scale(self.classifier_scale, "classifier_scale"))
+        if self.cfg_scale is not None:
+            object.__setattr__(self, "cfg_scale", check_scale(self.cfg_scale, "cfg_scale"))
+        if self.classifier_scale > 0 and self.classifier is None:
+            raise ValueError("classifier_scale > 0 needs a classifier (classifier=...)")
+
+    @classmethod
+    def none(cls) -> "Guidance":
+        return cls()
+
+    @classmethod
+    def by_classifier(cls, classifier, scale: float) -> "Guidance":
+        return cls(classifier=classifier, classifier_scale=scale)
+
+    @classmethod
+    def classifier_free(cls, scale: float, null_label: int = NULL_LABEL) -> "Guidance":
+        return cls(cfg_scale=scale, null_label=null_label)
+
+    @property
+    def uses_classifier(self) -> bool:
+        return self.classifier is not None and self.classifier_scale > 0
+
+
+class _Setup:
+    """Validated sampler arguments (shared by every sampler): the batch, the device, the labels, the guidance."""
+
+    def __init__(self, model, schedule, shape, prediction, y, guidance: Guidance, generator, device, clip_x0):
         check_prediction(prediction)
         try:
             shape = tuple(int(s) for s in shape)
@@ -94,27 +135,22 @@ class _Setup:
             raise TypeError(f"shape must be a tuple of ints such as (16, 1, 32, 32), got {shape!r}") from None
         if len(shape) < 2 or min(shape) < 1:
             raise ValueError(f"shape must be [B, ...] with every size >= 1, got {list(shape)}")
-        self.classifier_scale = check_scale(classifier_scale, "classifier_scale")
-        if self.classifier_scale > 0 and classifier is None:
-            raise ValueError("classifier_scale > 0 needs a classifier (classifier=...)")
-        self.use_classifier = classifier is not None and self.classifier_scale > 0
-        if cfg_scale is not None:
-            cfg_scale = check_scale(cfg_scale, "cfg_scale")
-        if (self.use_classifier or cfg_scale is not None) and y is None:
+        self.guidance = guidance
+        self.use_classifier = guidance.uses_classifier
+        if (self.use_classifier or guidance.cfg_scale is not None) and y is None:
             what = "classifier guidance" if self.use_classifier else "classifier-free guidance"
             raise ValueError(f"{what} needs the target class: pass y=<label> (an int or a LongTensor [B])")
         self.device = _model_device(model, device)
         b = shape[0]
         if y is not None:
-            if classifier is not None and cfg_scale is None:
+            if guidance.classifier is not None and guidance.cfg_scale is None:
                 # the range is checked against the classifier's own number of classes
                 y = check_labels(y, b, None, device=self.device)
             else:
-                y = check_labels(y, b, null_label, device=self.device, allow=null_label)
+                y = check_labels(y, b, guidance.null_label, device=self.device, allow=guidance.null_label)
         self.model, self.schedule, self.shape = model, schedule.to(self.device), shape
-        self.prediction, self.y, self.classifier = prediction, y, classifier
-        self.cfg_scale, self.null_label = cfg_scale, null_label
-        self.conditional = y is not None and cfg_scale is None and classifier is None
+        self.prediction, self.y = prediction, y
+        self.conditional = y is not None and guidance.cfg_scale is None and guidance.classifier is None
         self.clip_x0 = len(shape) == 4 if clip_x0 is None else bool(clip_x0)
         self.generator = generator
         self.noise_device = generator.device if generator is not None else self.device
@@ -127,11 +163,11 @@ class _Setup:
 
     def predict(self, x, t, autocast):
         return predict(self.model, self.schedule, x, t, prediction=self.prediction, y=self.y,
-                       cfg_scale=self.cfg_scale, null_label=self.null_label,
+                       cfg_scale=self.guidance.cfg_scale, null_label=self.guidance.null_label,
                        conditional=self.conditional, clip_x0=self.clip_x0, autocast=autocast)
 
     def grad(self, x, t):
-        return classifier_grad(self.classifier, x, t, self.y)
+        return classifier_grad(self.guidance.classifier, x, t, self.y)
 
 
 def ddim_timesteps(T: int, steps: int) -> list[int]:
@@ -217,15 +253,21 @@ def record_trajectory(steps, every: int = 1) -> Trajectory:
 @torch.no_grad()
 def sampling_steps(model, schedule, shape, *, sampler: str = "ddpm", steps: int | None = None, eta: float = 0.0,
                    prediction="eps", y=None, classifier=None, classifier_scale=0.0, cfg_scale=None,
-                   null_label=NULL_LABEL, generator=None, device=None, clip_x0=None, autocast=False):
+                   null_label=NULL_LABEL, guidance=None, generator=None, device=None, clip_x0=None,
+                   autocast=False):
     """The reverse chain, one step at a time: yields a :class:`Step` before each update and a last one
     with the sample. ``sampler`` is "ddpm" (ancestral, on all T steps or a respaced chain of ``steps``) or
     "ddim" (``steps`` timesteps, default 50, with ``eta``); other keywords as in :func:`ddpm_sample`.
-    The caller decides what to keep: ``ddpm_sample`` and ``ddim_sample`` keep only the end."""
+    ``guidance``: a :class:`Guidance`, in place of the keywords classifier, classifier_scale, cfg_scale and
+    null_label. The caller decides what to keep: ``ddpm_sample`` and ``ddim_sample`` keep only the end."""
     if sampler not in ("ddpm", "ddim"):
         raise ValueError(f"sampler must be 'ddpm' or 'ddim', got {sampler!r}")
-    run = _Setup(model, schedule, shape, prediction, y, classifier, classifier_scale, cfg_scale,
-                 null_label, generator, device, clip_x0)
+    if guidance is None:
+        guidance = Guidance(classifier, classifier_scale, cfg_scale, null_label)
+    elif (classifier, classifier_scale, cfg_scale, null_label) != (None, 0.0, None, NULL_LABEL):
+        raise ValueError("pass either guidance=Guidance(...) or the keywords classifier, classifier_scale, "
+                         "cfg_scale and null_label, not both")
+    run = _Setup(model, schedule, shape, prediction, y, guidance, generator, device, clip_x0)
     if sampler == "ddpm":
         yield from _ddpm_steps(run, steps, autocast)
     else:
@@ -242,7 +284,7 @@ def _ddpm_steps(run, steps, autocast):
         eps, x0 = run.predict(x, t_model, autocast)
         grad = run.grad(x, t_model) if run.use_classifier else None
         yield Step(i, model_ts[k], x, x0)
-        x = ddpm_step(x, k, x0, chain, run.noise() if k > 0 else None, grad=grad, scale=run.classifier_scale)
+        x = ddpm_step(x, k, x0, chain, run.noise() if k > 0 else None, grad=grad, scale=run.guidance.classifier_scale)
     yield Step(chain.T, -1, x, x)
 
 
@@ -254,7 +296,7 @@ def _ddim_steps(run, steps, eta, autocast):
         t = run.timesteps(t_int)
         eps, x0 = run.predict(x, t, autocast)
         if run.use_classifier:
-            eps = guided_eps(eps, sch.at(sch.alpha_bars, t, x), run.grad(x, t), run.classifier_scale)
+            eps = guided_eps(eps, sch.at(sch.alpha_bars, t, x), run.grad(x, t), run.guidance.classifier_scale)
             x0 = sch.x0_from_eps(x, t, eps)
             if run.clip_x0:
                 x0 = x0.clamp(-1, 1)

@@ -233,3 +233,21 @@ def test_sampling_steps_yields_every_state_and_ends_with_the_sample(linear, toy)
     assert torch.equal(steps[-1].x_t, end)
     with pytest.raises(ValueError, match="'ddpm' or 'ddim'"):
         next(sampling_steps(model, linear, (8, 2), sampler="euler"))
+
+
+def test_guidance_object_is_the_same_as_the_sampler_keywords(linear, toy):
+    from course_utils import Guidance, sampling_steps
+
+    model, labels = toy.eps_model(linear), torch.tensor([0, 1, 2, 2])
+
+    def end(**kw):
+        return list(sampling_steps(model, linear, (4, 2), sampler="ddim", steps=10, y=labels,
+                                   generator=torch.Generator().manual_seed(0), **kw))[-1].x_t
+
+    assert torch.equal(end(guidance=Guidance.classifier_free(3.0, null_label=3)), end(cfg_scale=3.0, null_label=3))
+    clf = toy.classifier(linear)
+    assert torch.equal(end(guidance=Guidance.by_classifier(clf, 2.0)), end(classifier=clf, classifier_scale=2.0))
+    with pytest.raises(ValueError, match="not both"):
+        end(guidance=Guidance.none(), cfg_scale=2.0)
+    with pytest.raises(ValueError, match="needs a classifier"):
+        Guidance(classifier_scale=1.0)
