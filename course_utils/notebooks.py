@@ -22,6 +22,8 @@ import re
 import time
 from pathlib import Path
 
+from .files import atomic_write, write_text_atomic
+
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS, STUDENT = ROOT / "solutions", ROOT / "notebooks"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
@@ -96,20 +98,13 @@ def dumps(nb) -> str:
     return nbformat.writes(nb) + "\n"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def generate(solutions: Path = SOLUTIONS, student: Path = STUDENT) -> list[Path]:
     """Write solutions/NN.ipynb and notebooks/NN.ipynb for every solutions/NN.py."""
     written = []
     for py in sources(solutions):
         sol, stu = build(py)
         for path, nb in ((py.with_suffix(".ipynb"), sol), (Path(student) / f"{py.stem}.ipynb", stu)):
-            write_atomic(path, dumps(nb))
+            write_text_atomic(path, dumps(nb))
             written.append(path)
     return written
 
@@ -148,7 +143,7 @@ def execute_solutions(out: Path, names=None, timeout: int = 900) -> list[dict]:
             NotebookClient(nb, timeout=timeout, kernel_name="python3", config=LOCAL_KERNEL,
                            resources={"metadata": {"path": str(SOLUTIONS)}}).execute()
         finally:  # a failed run is written too, up to the failing cell, so that it can be read
-            write_atomic(Path(out) / "notebooks" / f"{py.stem}.ipynb", nbformat.writes(nb))
+            write_text_atomic(Path(out) / "notebooks" / f"{py.stem}.ipynb", nbformat.writes(nb))
         seconds = time.perf_counter() - start
         figures = 0
         for i, cell in enumerate(nb.cells):
@@ -157,13 +152,10 @@ def execute_solutions(out: Path, names=None, timeout: int = 900) -> list[dict]:
                 if png:
                     figures += 1
                     path = Path(out) / "figures" / py.stem / f"cell{i:03d}_{figures}.png"
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = path.with_name(f".{path.name}.tmp")
-                    tmp.write_bytes(base64.b64decode(png))
-                    os.replace(tmp, path)
+                    atomic_write(path, lambda tmp: tmp.write_bytes(base64.b64decode(png)))
         rows.append({"notebook": py.stem, "seconds": round(seconds, 1), "figures": figures})
         print(f"{py.stem}: {seconds:.1f} s, {figures} figures")
-    write_atomic(Path(out) / "timings.json", json.dumps(rows, indent=2))
+    write_text_atomic(Path(out) / "timings.json", json.dumps(rows, indent=2))
     return rows
 
 
@@ -187,5 +179,5 @@ def nbgrader_course(directory: Path, force: bool = False) -> list[Path]:
     if clash and not force:
         raise FileExistsError(f"these files exist with other contents (pass --force to overwrite): {clash}")
     for src, dst in pairs:
-        write_atomic(dst, src.read_text())
+        write_text_atomic(dst, src.read_text())
     return [dst for _, dst in pairs]

@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .device import pick_device
+from .files import atomic_write
 from .models import EpsUNet, Evaluator, NoisyClassifier, TimeMapUNet
 from .schedule import NoiseSchedule
 
@@ -67,20 +68,6 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def atomic_write_bytes(path: Path, write) -> None:
-    """Call ``write(tmp_path)``, then rename the temporary file onto ``path``: ``path`` is either
-    the old file or the whole new one, never half written. A failed write leaves no temporary file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def build_model(info: dict) -> nn.Module:
     arch = info["architecture"]
     cls = ARCHITECTURES.get(arch["class"])
@@ -96,7 +83,7 @@ def save_weights(model: nn.Module, name: str, info: dict, weights_dir: Path = WE
     state = {k: v.detach().to("cpu", torch.float16 if v.is_floating_point() else v.dtype).contiguous()
              for k, v in model.state_dict().items()}
     path = weights_dir / f"{name}.safetensors"
-    atomic_write_bytes(path, lambda tmp: save_file(state, str(tmp)))
+    atomic_write(path, lambda tmp: save_file(state, str(tmp)))
     info = dict(info, file=path.name, sha256=sha256_of(path), bytes=path.stat().st_size)
     write_info(name, info, weights_dir)
     return info
@@ -104,7 +91,7 @@ def save_weights(model: nn.Module, name: str, info: dict, weights_dir: Path = WE
 
 def write_info(name: str, info: dict, weights_dir: Path = WEIGHTS_DIR) -> None:
     text = json.dumps(info, indent=2, sort_keys=True) + "\n"
-    atomic_write_bytes(Path(weights_dir) / f"{name}.json", lambda tmp: Path(tmp).write_text(text))
+    atomic_write(Path(weights_dir) / f"{name}.json", lambda tmp: Path(tmp).write_text(text))
 
 
 def read_info(name: str, weights_dir: Path = WEIGHTS_DIR) -> dict:

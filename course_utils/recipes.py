@@ -17,10 +17,11 @@ import torch.nn.functional as F
 
 from .data import load_mnist
 from .device import pick_device
+from .files import atomic_write
 from .guidance import NULL_LABEL
 from .models import EpsUNet, Evaluator, NoisyClassifier, TimeMapUNet
 from .live import LiveView
-from .pretrained import NAMES, TRAINED_IN, WEIGHTS_DIR, Pretrained, atomic_write_bytes, save_my_model, save_weights
+from .pretrained import NAMES, TRAINED_IN, WEIGHTS_DIR, Pretrained, save_my_model, save_weights
 from .schedule import NoiseSchedule
 from .training import EMA, Budget, denoiser_loss, fit, noisy_classifier_loss, one_cycle
 
@@ -190,7 +191,7 @@ def train_recipe(name: str, *, quick: bool = False, steps: int | None = None, mi
                  "losses": losses + new_losses, "seconds": seconds + time.perf_counter() - clock}
         if ema is not None:
             state.update(ema=ema.model.state_dict(), ema_updates=ema.updates)
-        atomic_write_bytes(ckpt, lambda tmp: torch.save(state, tmp))
+        atomic_write(ckpt, lambda tmp: torch.save(state, tmp))
 
     new_losses = fit(model, recipe_loss(r, schedule, generator), (data.images, data.labels), steps=steps,
                      minutes=minutes, batch_size=r.batch_size, optimizer=optimizer,

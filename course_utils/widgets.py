@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from .evaluation import METHODS, generate, judge
+from .files import atomic_write
 
 N_SAMPLES = 16                      # a 4x4 grid
 SCALE_RANGES = {                    # (min, max, step) of the slider, per method
@@ -103,12 +104,10 @@ class SampleCache:
     def put(self, setting: Setting, result: dict) -> None:
         self.memory[setting.key()] = result
         if self.folder:
-            self.folder.mkdir(parents=True, exist_ok=True)
             images = ((result["images"].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-            tmp = self.path(setting).with_suffix(".tmp")
-            torch.save({"images": images, "accuracy": torch.tensor(result["accuracy"]),
-                        "diversity": torch.tensor(result["diversity"])}, tmp)
-            os.replace(tmp, self.path(setting))
+            record = {"images": images, "accuracy": torch.tensor(result["accuracy"]),
+                      "diversity": torch.tensor(result["diversity"])}
+            atomic_write(self.path(setting), lambda tmp: torch.save(record, tmp))
 
     def curve(self, setting: Setting) -> list[tuple[float, float, float]]:
         """(scale, accuracy, diversity) of every cached scale for this method, digit, seed and steps."""

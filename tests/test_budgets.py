@@ -13,7 +13,8 @@ import torch
 
 import course_utils as cu
 from course_utils import Budget, LiveView, MLPDenoiser, NoiseSchedule, fit, one_cycle, train_denoiser
-from course_utils.pretrained import WeightsError, atomic_write_bytes, load_pretrained
+from course_utils.files import atomic_write
+from course_utils.pretrained import WeightsError, load_pretrained
 from course_utils.recipes import QUICK_RECIPES, train_live
 
 
@@ -152,7 +153,7 @@ def test_an_interrupted_save_leaves_no_half_written_file(tmp_path):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        atomic_write_bytes(target, dies_halfway)
+        atomic_write(target, dies_halfway)
     assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["w.bin"]
 
 
