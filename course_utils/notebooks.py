@@ -19,6 +19,7 @@ import copy
 import json
 import os
 import re
+import tempfile
 import time
 from pathlib import Path
 
@@ -109,16 +110,13 @@ def generate(solutions: Path = SOLUTIONS, student: Path = STUDENT) -> list[Path]
     return written
 
 
-def _local_kernel_config():
-    """Kernels talk to us over local sockets (IPC), not TCP: nothing is reachable from the network, and
-    ipykernel has no reason to warn about unencrypted TCP."""
-    import tempfile
-
+def _local_kernel_config(folder: str):
+    """Kernels talk to us over local sockets (IPC) in ``folder``, not TCP: nothing is reachable from the
+    network, and ipykernel has no reason to warn about unencrypted TCP."""
     from traitlets.config import Config
 
     # an absolute socket path: the kernel runs in the notebooks' folder, not in ours
-    sockets = Path(tempfile.mkdtemp(prefix="course-kernel-")) / "kernel"
-    return Config({"KernelManager": {"transport": "ipc", "ip": str(sockets)}})
+    return Config({"KernelManager": {"transport": "ipc", "ip": str(Path(folder) / "kernel")}})
 
 
 def execute_solutions(out: Path, names=None, timeout: int = 900) -> list[dict]:
@@ -128,11 +126,17 @@ def execute_solutions(out: Path, names=None, timeout: int = 900) -> list[dict]:
 
     The models the notebooks train go to out/my_models (unless COURSE_MODELS says otherwise),
     where the later notebooks find them, as beside a learner's notebooks."""
+    os.environ.setdefault("COURSE_MODELS", str((Path(out) / "my_models").resolve()))
+    with tempfile.TemporaryDirectory(prefix="course-kernel-") as sockets:
+        rows = _execute_each(out, names, timeout, _local_kernel_config(sockets))
+    write_text_atomic(Path(out) / "timings.json", json.dumps(rows, indent=2))
+    return rows
+
+
+def _execute_each(out: Path, names, timeout: int, kernel_config) -> list[dict]:
     import nbformat
     from nbclient import NotebookClient
 
-    LOCAL_KERNEL = _local_kernel_config()
-    os.environ.setdefault("COURSE_MODELS", str((Path(out) / "my_models").resolve()))
     rows = []
     for py in sources():
         if names and py.stem not in names:
@@ -140,7 +144,7 @@ def execute_solutions(out: Path, names=None, timeout: int = 900) -> list[dict]:
         nb = nbformat.read(py.with_suffix(".ipynb"), as_version=4)
         start = time.perf_counter()
         try:
-            NotebookClient(nb, timeout=timeout, kernel_name="python3", config=LOCAL_KERNEL,
+            NotebookClient(nb, timeout=timeout, kernel_name="python3", config=kernel_config,
                            resources={"metadata": {"path": str(SOLUTIONS)}}).execute()
         finally:  # a failed run is written too, up to the failing cell, so that it can be read
             write_text_atomic(Path(out) / "notebooks" / f"{py.stem}.ipynb", nbformat.writes(nb))
@@ -155,7 +159,6 @@ def execute_solutions(out: Path, names=None, timeout: int = 900) -> list[dict]:
                     atomic_write(path, lambda tmp: tmp.write_bytes(base64.b64decode(png)))
         rows.append({"notebook": py.stem, "seconds": round(seconds, 1), "figures": figures})
         print(f"{py.stem}: {seconds:.1f} s, {figures} figures")
-    write_text_atomic(Path(out) / "timings.json", json.dumps(rows, indent=2))
     return rows
 
 

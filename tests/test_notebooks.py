@@ -68,3 +68,19 @@ def test_student_notebook_stops_at_its_first_exercise(py):
     assert "Exercise" in str(err.value)
     failed = [i for i, c in enumerate(nb.cells) if any(o.get("output_type") == "error" for o in c.get("outputs", []))]
     assert failed == [stop], f"the first error should be in the check cell {stop}, got {failed}"
+
+
+def test_course_command_runs_a_notebook_headless_over_local_sockets(tmp_path):
+    """`python -m course_utils course` runs a notebook, keeps its figures and timings, and its kernel talks
+    over IPC sockets (no TCP, so ipykernel prints no warning about unencrypted TCP)."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "course_utils", "course", "--out", str(tmp_path), "01_forward_noising"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads((tmp_path / "timings.json").read_text())
+    assert [r["notebook"] for r in rows] == ["01_forward_noising"] and rows[0]["figures"] >= 2
+    assert len(list((tmp_path / "figures" / "01_forward_noising").glob("*.png"))) == rows[0]["figures"]
+    assert "TCP" not in done.stdout + done.stderr
