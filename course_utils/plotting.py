@@ -6,6 +6,8 @@ import math
 import matplotlib.pyplot as plt
 import torch
 
+from .data import to_unit_range
+
 
 def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2) -> torch.Tensor:
     """Tile ``[B, 1, H, W]`` images in [-1, 1] into one ``[rows*(H+pad), cols*(W+pad)]`` array in [0, 1]."""
@@ -15,7 +17,7 @@ def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2) -> t
     nrow = nrow or math.ceil(math.sqrt(b))
     rows = math.ceil(b / nrow)
     grid = torch.ones(rows * (h + pad) + pad, nrow * (w + pad) + pad)
-    x = ((images.detach().float().cpu().clamp(-1, 1) + 1) / 2)[:, 0]
+    x = to_unit_range(images.detach().float().cpu())[:, 0]
     for i in range(b):
         r, c = divmod(i, nrow)
         grid[pad + r * (h + pad):pad + r * (h + pad) + h, pad + c * (w + pad):pad + c * (w + pad) + w] = x[i]
@@ -87,7 +89,7 @@ def plot_trajectory(recorder, n: int = 4, show_x0: bool = True):
             r = i * (2 if show_x0 else 1)
             panels = [(r, recorder.x_t[j][i])] + ([(r + 1, recorder.x0[j][i])] if show_x0 else [])
             for row, img in panels:
-                axes[row, j].imshow(((img[0].clamp(-1, 1) + 1) / 2).numpy(), cmap="gray", vmin=0, vmax=1)
+                axes[row, j].imshow(to_unit_range(img[0]).numpy(), cmap="gray", vmin=0, vmax=1)
                 axes[row, j].set_axis_off()
         axes[0, j].set_title(label, fontsize=8)
     if show_x0:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from .data import from_bytes, to_bytes
 from .evaluation import METHODS, generate, judge
 from .files import atomic_write
 
@@ -95,7 +96,7 @@ class SampleCache:
             return self.memory[key]
         if self.folder and self.path(setting).exists():
             stored = torch.load(self.path(setting), weights_only=True)
-            result = {"images": stored["images"].float() / 127.5 - 1, "accuracy": float(stored["accuracy"]),
+            result = {"images": from_bytes(stored["images"]), "accuracy": float(stored["accuracy"]),
                       "diversity": float(stored["diversity"]), "seconds": 0.0}
             self.memory[key] = result
             return result
@@ -104,8 +105,7 @@ class SampleCache:
     def put(self, setting: Setting, result: dict) -> None:
         self.memory[setting.key()] = result
         if self.folder:
-            images = ((result["images"].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-            record = {"images": images, "accuracy": torch.tensor(result["accuracy"]),
+            record = {"images": to_bytes(result["images"]), "accuracy": torch.tensor(result["accuracy"]),
                       "diversity": torch.tensor(result["diversity"])}
             atomic_write(self.path(setting), lambda tmp: torch.save(record, tmp))
 
