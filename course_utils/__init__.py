@@ -5,7 +5,7 @@ Everything the notebooks and the tests rely on is importable from here.
 from .data import MNIST, load_mnist, to_model_range
 from .device import (autocast_for, bf16_is_fast, fast_mode, pick_device, sample_count, seed_everything,
                      training_minutes)
-from .guidance import NULL_LABEL, cfg_eps, check_labels, check_scale, classifier_grad, guided_eps, guided_mean
+from .guidance import NULL_LABEL, cfg_eps, validate_labels, validate_scale, classifier_grad, guided_eps, guided_mean
 from .models import (EpsUNet, Evaluator, MLPDenoiser, NoisyClassifier, TimeMapUNet, UNet,
                      count_parameters, sinusoidal_embedding, time_map)
 from .plotting import image_grid, plot_chains, plot_losses, plot_schedules, plot_trajectory, show_images
@@ -24,7 +24,7 @@ __all__ = [
     "MNIST", "load_mnist", "to_model_range",
     "autocast_for", "bf16_is_fast", "fast_mode", "pick_device", "sample_count", "seed_everything",
     "training_minutes",
-    "cfg_eps", "check_labels", "check_scale", "classifier_grad", "guided_eps", "guided_mean",
+    "cfg_eps", "validate_labels", "validate_scale", "classifier_grad", "guided_eps", "guided_mean",
     "EpsUNet", "Evaluator", "MLPDenoiser", "NoisyClassifier", "TimeMapUNet", "UNet",
     "count_parameters", "sinusoidal_embedding", "time_map",
     "image_grid", "plot_chains", "plot_losses", "plot_schedules", "plot_trajectory", "show_images",

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 NULL_LABEL = 10   # the label meaning "no class" for the course's conditional networks (MNIST has 0..9)
 
 
-def check_scale(scale, name: str = "guidance scale") -> float:
+def validate_scale(scale, name: str = "guidance scale") -> float:
     """A guidance scale must be a finite number >= 0; return it as a float."""
     try:
         value = float(scale)
@@ -36,7 +36,7 @@ def check_scale(scale, name: str = "guidance scale") -> float:
     return value
 
 
-def check_labels(y, batch: int, num_classes: int | None, device=None,
+def validate_labels(y, batch: int, num_classes: int | None, device=None,
                  allow: int | None = None) -> torch.Tensor:
     """Return class labels as a LongTensor ``[batch]`` with values in ``0..num_classes-1``.
 
@@ -80,7 +80,7 @@ def classifier_grad(classifier, x_t: torch.Tensor, t: torch.Tensor, y) -> torch.
         if logits.dim() != 2 or logits.shape[0] != x.shape[0]:
             raise ValueError(f"the classifier must return logits of shape [B, K] with B={x.shape[0]}, "
                              f"got {list(logits.shape)}")
-        y = check_labels(y, x.shape[0], logits.shape[1], device=x.device)
+        y = validate_labels(y, x.shape[0], logits.shape[1], device=x.device)
         log_p = F.log_softmax(logits, dim=1).gather(1, y[:, None]).sum()
         (grad,) = torch.autograd.grad(log_p, x)
     return grad.to(x_t.dtype)

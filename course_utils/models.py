@@ -43,14 +43,14 @@ def time_map(t: torch.Tensor, T: int, x: torch.Tensor) -> torch.Tensor:
     return (t.to(x.dtype) / T).view(b, 1, 1, 1).expand(b, 1, h, w)
 
 
-def _check_image(x: torch.Tensor, channels: int, name: str) -> None:
+def _validate_image(x: torch.Tensor, channels: int, name: str) -> None:
     if x.dim() != 4 or x.shape[1] != channels:
         raise ValueError(f"{name} expects images of shape [B, {channels}, H, W], got {list(x.shape)}")
     if x.shape[-1] % 4 or x.shape[-2] % 4:
         raise ValueError(f"{name} needs H and W divisible by 4 (MNIST padded to 32), got {list(x.shape[-2:])}")
 
 
-def _check_t(t: torch.Tensor, x: torch.Tensor) -> None:
+def _validate_t(t: torch.Tensor, x: torch.Tensor) -> None:
     if not isinstance(t, torch.Tensor) or t.shape != (x.shape[0],):
         shape = list(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
         raise ValueError(f"t must be a tensor of shape [{x.shape[0]}] (one timestep per image), got {shape}")
@@ -138,8 +138,8 @@ class TimeMapUNet(nn.Module):
         self.unet = UNet(2, 1, channels, skips=skips)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        _check_image(x_t, 1, "TimeMapUNet")
-        _check_t(t, x_t)
+        _validate_image(x_t, 1, "TimeMapUNet")
+        _validate_t(t, x_t)
         return self.unet(torch.cat([x_t, time_map(t, self.T, x_t)], dim=1))
 
 
@@ -169,8 +169,8 @@ class EpsUNet(nn.Module):
         self.unet = UNet(1, 1, channels, emb_dim)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        _check_image(x_t, 1, "EpsUNet")
-        _check_t(t, x_t)
+        _validate_image(x_t, 1, "EpsUNet")
+        _validate_t(t, x_t)
         emb = self.time(t)
         if self.label is not None:
             if y is None:
@@ -205,7 +205,7 @@ class MLPDenoiser(nn.Module):
         if tuple(x_t.shape[1:]) != self.shape:
             raise ValueError(f"MLPDenoiser expects samples of shape [B, {', '.join(map(str, self.shape))}], "
                              f"got {list(x_t.shape)}")
-        _check_t(t, x_t)
+        _validate_t(t, x_t)
         h = torch.cat([x_t.flatten(1), self.time(t)], dim=1)
         return self.net(h).view_as(x_t)
 
@@ -244,8 +244,8 @@ class NoisyClassifier(nn.Module):
         self.head = nn.Linear(c, num_classes)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        _check_image(x_t, 1, "NoisyClassifier")
-        _check_t(t, x_t)
+        _validate_image(x_t, 1, "NoisyClassifier")
+        _validate_t(t, x_t)
         emb = self.time(t)
         h = x_t
         for stage in self.stages:

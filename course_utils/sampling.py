@@ -14,12 +14,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .device import autocast_for
-from .guidance import NULL_LABEL, cfg_eps, check_labels, check_scale, classifier_grad, guided_eps, guided_mean
+from .guidance import NULL_LABEL, cfg_eps, validate_labels, validate_scale, classifier_grad, guided_eps, guided_mean
 
 PREDICTIONS = ("eps", "x0")
 
 
-def check_prediction(prediction: str) -> str:
+def validate_prediction(prediction: str) -> str:
     """What a model outputs must be "eps" or "x0"."""
     if prediction not in PREDICTIONS:
         raise ValueError(f"prediction must be 'eps' or 'x0', got {prediction!r}")
@@ -38,7 +38,7 @@ def _model_device(model, device):
     return torch.device("cpu")
 
 
-def _check_output(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def _validate_output(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     if out.shape != x.shape:
         raise ValueError(f"the model must return a tensor shaped like its input {list(x.shape)}, "
                          f"got {list(out.shape)}")
@@ -62,11 +62,11 @@ def predict(model, schedule, x_t, t, *, prediction="eps", y=None, cfg_scale=None
             b = x_t.shape[0]
             nulls = torch.full_like(y, null_label)
             out = model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([nulls, y]))
-            out = _check_output(out, torch.cat([x_t, x_t]))
+            out = _validate_output(out, torch.cat([x_t, x_t]))
             out_u, out_c = out[:b], out[b:]
         else:
             out = model(x_t, t, y) if conditional else model(x_t, t)
-            out = _check_output(out, x_t)
+            out = _validate_output(out, x_t)
     x_t = x_t.float()
     if cfg_scale is not None:
         # guidance is linear, so it may be applied to x0 predictions just as well as to eps
@@ -101,9 +101,9 @@ class Guidance:
     null_label: int = NULL_LABEL
 
     def __post_init__(self):
-        object.__setattr__(self, "classifier_scale", check_scale(self.classifier_scale, "classifier_scale"))
+        object.__setattr__(self, "classifier_scale", validate_scale(self.classifier_scale, "classifier_scale"))
         if self.cfg_scale is not None:
-            object.__setattr__(self, "cfg_scale", check_scale(self.cfg_scale, "cfg_scale"))
+            object.__setattr__(self, "cfg_scale", validate_scale(self.cfg_scale, "cfg_scale"))
         if self.classifier_scale > 0 and self.classifier is None:
             raise ValueError("classifier_scale > 0 needs a classifier (classifier=...)")
 
@@ -128,7 +128,7 @@ class _Setup:
     """Validated sampler arguments (shared by every sampler): the batch, the device, the labels, the guidance."""
 
     def __init__(self, model, schedule, shape, prediction, y, guidance: Guidance, generator, device, clip_x0):
-        check_prediction(prediction)
+        validate_prediction(prediction)
         try:
             shape = tuple(int(s) for s in shape)
         except TypeError:
@@ -145,9 +145,9 @@ class _Setup:
         if y is not None:
             if guidance.classifier is not None and guidance.cfg_scale is None:
                 # the range is checked against the classifier's own number of classes
-                y = check_labels(y, b, None, device=self.device)
+                y = validate_labels(y, b, None, device=self.device)
             else:
-                y = check_labels(y, b, guidance.null_label, device=self.device, allow=guidance.null_label)
+                y = validate_labels(y, b, guidance.null_label, device=self.device, allow=guidance.null_label)
         self.model, self.schedule, self.shape = model, schedule.to(self.device), shape
         self.prediction, self.y = prediction, y
         self.conditional = y is not None and guidance.cfg_scale is None and guidance.classifier is None
@@ -271,7 +271,7 @@ def sampling_steps(model, schedule, shape, *, sampler: str = "ddpm", steps: int 
     if sampler == "ddpm":
         yield from _ddpm_steps(run, steps, autocast)
     else:
-        yield from _ddim_steps(run, 50 if steps is None else steps, check_scale(eta, "eta"), autocast)
+        yield from _ddim_steps(run, 50 if steps is None else steps, validate_scale(eta, "eta"), autocast)
 
 
 def _ddpm_steps(run, steps, autocast):

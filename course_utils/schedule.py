@@ -108,7 +108,7 @@ class NoiseSchedule(nn.Module):
                 "beta_end": self.beta_end}
 
     # ------------------------------------------------------------------ helpers
-    def check_t(self, t, batch: int) -> torch.Tensor:
+    def validate_t(self, t, batch: int) -> torch.Tensor:
         """Return ``t`` as a LongTensor of shape ``[batch]`` on the schedule's device.
 
         An int (or 0-d tensor) is repeated over the batch; anything else must be an
@@ -137,7 +137,7 @@ class NoiseSchedule(nn.Module):
         """``values[t]`` reshaped to ``[B, 1, ..., 1]`` so it broadcasts against ``x``."""
         if x.dim() < 1:
             raise ValueError("x must have a batch dimension first, got a 0-d tensor")
-        t = self.check_t(t, x.shape[0])
+        t = self.validate_t(t, x.shape[0])
         v = values.to(x.device)[t.to(x.device)]
         return v.reshape(-1, *([1] * (x.dim() - 1))).to(x.dtype)
 

@@ -16,7 +16,7 @@ import math
 
 import torch
 
-from .guidance import check_labels
+from .guidance import validate_labels
 
 
 class GaussianMixture2D:
@@ -43,7 +43,7 @@ class GaussianMixture2D:
         if y is None:
             y = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         else:
-            y = check_labels(y, n, self.K)
+            y = validate_labels(y, n, self.K)
         x = self.means[y] + self.std * torch.randn(n, 2, generator=generator)
         return x, y
 
@@ -74,7 +74,7 @@ class GaussianMixture2D:
         if y is None:
             resp = torch.softmax(self.component_log_probs(x_t, t, schedule), dim=1)
         else:
-            y = check_labels(y, x_t.shape[0], self.K, device=x_t.device)
+            y = validate_labels(y, x_t.shape[0], self.K, device=x_t.device)
             resp = torch.nn.functional.one_hot(y, self.K).float()
         return (resp[:, :, None] * comp_scores).sum(1)
 
@@ -87,7 +87,7 @@ class GaussianMixture2D:
         """
         def model(x_t, t, y=None):
             if y is not None:
-                y = check_labels(y, x_t.shape[0], self.K, device=x_t.device, allow=self.K)
+                y = validate_labels(y, x_t.shape[0], self.K, device=x_t.device, allow=self.K)
                 cond = self.score(x_t, t, schedule, y.clamp(max=self.K - 1))
                 uncond = self.score(x_t, t, schedule)
                 s = torch.where((y == self.K)[:, None], uncond, cond)

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from .device import autocast_for, bf16_is_fast, pick_device
 from .guidance import NULL_LABEL
-from .sampling import check_prediction
+from .sampling import validate_prediction
 
 
 class EMA:
@@ -72,7 +72,7 @@ def denoiser_loss(model, schedule, x0, y=None, *, prediction="eps", cond_drop=0.
     with probability ``cond_drop`` (conditioning dropout), so the same network also
     learns the unconditional model that classifier-free guidance needs.
     """
-    check_prediction(prediction)
+    validate_prediction(prediction)
     b, dev = x0.shape[0], x0.device
     t = torch.randint(0, schedule.T, (b,), generator=generator).to(dev)
     noise = torch.randn(x0.shape, generator=generator).to(dev)
@@ -295,7 +295,7 @@ def train_denoiser(model, schedule, images, labels=None, *, steps: int | None = 
     Pass ``labels`` to train a class-conditional model with conditioning dropout
     ``cond_drop``. Other keywords go to :func:`fit` (batch_size, ema, device, ...).
     """
-    check_prediction(prediction)
+    validate_prediction(prediction)
     if not 0 <= cond_drop <= 1:
         raise ValueError(f"cond_drop is a probability in [0, 1], got {cond_drop}")
     gen, schedule = kwargs.get("generator"), _schedule_for(schedule, kwargs)

@@ -73,10 +73,10 @@ def test_classifier_grad_rejects_labels_outside_the_classes(toy, linear):
 
 
 def test_nan_in_scale_is_caught_by_check_scale():
-    from course_utils import check_scale
+    from course_utils import validate_scale
     for bad in (-0.1, math.nan, math.inf):
         with pytest.raises(ValueError, match="finite number >= 0"):
-            check_scale(bad)
+            validate_scale(bad)
     with pytest.raises(TypeError):
-        check_scale("big")
-    assert check_scale(2) == 2.0
+        validate_scale("big")
+    assert validate_scale(2) == 2.0
