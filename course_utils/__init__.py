@@ -9,7 +9,7 @@ from .guidance import NULL_LABEL, cfg_eps, validate_labels, validate_scale, clas
 from .models import (EpsUNet, Evaluator, MLPDenoiser, NoisyClassifier, TimeMapUNet, UNet,
                      count_parameters, sinusoidal_embedding, time_map)
 from .plotting import image_grid, plot_chains, plot_losses, plot_schedules, plot_trajectory, show_images
-from .sampling import (Guidance, Step, Trajectory, ddim_sample, ddim_step, ddim_timesteps, ddpm_sample, ddpm_step, predict,
+from .sampling import (Guidance, Step, Trajectory, ddim_sample, ddim_step, spaced_timesteps, ddpm_sample, ddpm_step, predict,
                        record_trajectory, sampling_steps)
 from .schedule import NoiseSchedule
 from .live import LiveView, sample_preview
@@ -28,7 +28,7 @@ __all__ = [
     "EpsUNet", "Evaluator", "MLPDenoiser", "NoisyClassifier", "TimeMapUNet", "UNet",
     "count_parameters", "sinusoidal_embedding", "time_map",
     "image_grid", "plot_chains", "plot_losses", "plot_schedules", "plot_trajectory", "show_images",
-    "Guidance", "Step", "Trajectory", "ddim_sample", "ddim_step", "ddim_timesteps", "ddpm_sample", "ddpm_step", "predict",
+    "Guidance", "Step", "Trajectory", "ddim_sample", "ddim_step", "spaced_timesteps", "ddpm_sample", "ddpm_step", "predict",
     "record_trajectory", "sampling_steps",
     "NoiseSchedule", "GaussianMixture2D", "LiveView", "sample_preview", "load_model", "load_pretrained", "my_models_dir",
     "save_my_model", "train_live",

@@ -26,16 +26,17 @@ def validate_prediction(prediction: str) -> str:
     return prediction
 
 
-def _model_device(model, device):
-    if device is not None:
-        device = torch.device(device)
-        if isinstance(model, nn.Module):
-            model.to(device)
-        return device
-    if isinstance(model, nn.Module):
-        for p in model.parameters():
-            return p.device
-    return torch.device("cpu")
+def model_device(model, device=None) -> torch.device:
+    """Where sampling runs: ``device`` if given, else where the model's parameters are (the CPU for a plain
+    function). The model is never moved: a network elsewhere than ``device`` is an error that says so."""
+    params = next(iter(model.parameters()), None) if isinstance(model, nn.Module) else None
+    if device is None:
+        return params.device if params is not None else torch.device("cpu")
+    device = torch.device(device)
+    if params is not None and params.device.type != device.type:
+        raise ValueError(f"the model is on {params.device} but device={device}: move it first, "
+                         f"model.to({str(device)!r})")
+    return device
 
 
 def _validate_output(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -140,7 +141,7 @@ class _Setup:
         if (self.use_classifier or guidance.cfg_scale is not None) and y is None:
             what = "classifier guidance" if self.use_classifier else "classifier-free guidance"
             raise ValueError(f"{what} needs the target class: pass y=<label> (an int or a LongTensor [B])")
-        self.device = _model_device(model, device)
+        self.device = model_device(model, device)
         b = shape[0]
         if y is not None:
             if guidance.classifier is not None and guidance.cfg_scale is None:
@@ -161,7 +162,7 @@ class _Setup:
     def timesteps(self, t: int) -> torch.Tensor:
         return torch.full((self.shape[0],), t, dtype=torch.long, device=self.device)
 
-    def predict(self, x, t, autocast):
+    def denoise(self, x, t, autocast):
         return predict(self.model, self.schedule, x, t, prediction=self.prediction, y=self.y,
                        cfg_scale=self.guidance.cfg_scale, null_label=self.guidance.null_label,
                        conditional=self.conditional, clip_x0=self.clip_x0, autocast=autocast)
@@ -170,8 +171,9 @@ class _Setup:
         return classifier_grad(self.guidance.classifier, x, t, self.y)
 
 
-def ddim_timesteps(T: int, steps: int) -> list[int]:
-    """``steps`` timesteps spread evenly over 0..T-1, from T-1 down to 0."""
+def spaced_timesteps(T: int, steps: int) -> list[int]:
+    """``steps`` timesteps spread evenly over 0..T-1, from T-1 down to 0: the timesteps DDIM visits, and
+    the sub-chain a respaced DDPM runs on (:meth:`NoiseSchedule.respace`)."""
     if not isinstance(steps, int) or not 1 <= steps <= T:
         raise ValueError(f"steps must be an integer in 1..T={T}, got {steps!r}")
     ts = torch.linspace(0, T - 1, steps, dtype=torch.float64).round().long().tolist()
@@ -275,13 +277,13 @@ def sampling_steps(model, schedule, shape, *, sampler: str = "ddpm", steps: int 
 
 
 def _ddpm_steps(run, steps, autocast):
-    model_ts = ddim_timesteps(run.schedule.T, steps if steps is not None else run.schedule.T)[::-1]
+    model_ts = spaced_timesteps(run.schedule.T, steps if steps is not None else run.schedule.T)[::-1]
     # the chain we step on: the schedule itself, or its respaced sub-chain (step i <-> model time model_ts[i])
     chain = run.schedule if len(model_ts) == run.schedule.T else run.schedule.respace(model_ts)
     x = run.noise()
     for i, k in enumerate(range(chain.T - 1, -1, -1)):
         t_model = run.timesteps(model_ts[k])
-        eps, x0 = run.predict(x, t_model, autocast)
+        eps, x0 = run.denoise(x, t_model, autocast)
         grad = run.grad(x, t_model) if run.use_classifier else None
         yield Step(i, model_ts[k], x, x0)
         x = ddpm_step(x, k, x0, chain, run.noise() if k > 0 else None, grad=grad, scale=run.guidance.classifier_scale)
@@ -290,11 +292,11 @@ def _ddpm_steps(run, steps, autocast):
 
 def _ddim_steps(run, steps, eta, autocast):
     sch = run.schedule
-    ts = ddim_timesteps(sch.T, steps)
+    ts = spaced_timesteps(sch.T, steps)
     x = run.noise()
     for i, t_int in enumerate(ts):
         t = run.timesteps(t_int)
-        eps, x0 = run.predict(x, t, autocast)
+        eps, x0 = run.denoise(x, t, autocast)
         if run.use_classifier:
             eps = guided_eps(eps, sch.at(sch.alpha_bars, t, x), run.grad(x, t), run.guidance.classifier_scale)
             x0 = sch.x0_from_eps(x, t, eps)

@@ -251,7 +251,7 @@ checks.check_guided_ddim_step(guided_ddim_step)
 # %%
 @torch.no_grad()
 def guided_ddim(eps_model, classifier, n, y, scale, generator, steps=50, step_fn=guided_ddim_step):
-    ts = cu.ddim_timesteps(schedule.T, steps)
+    ts = cu.spaced_timesteps(schedule.T, steps)
     x = torch.randn(n, 2, generator=generator)
     labels = torch.full((n,), y)
     for i, t_int in enumerate(ts):

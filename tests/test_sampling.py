@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from course_utils import ddim_sample, ddim_timesteps, ddpm_sample, record_trajectory, sampling_steps
+from course_utils import ddim_sample, spaced_timesteps, ddpm_sample, record_trajectory, sampling_steps
 
 N = 3000
 
@@ -125,11 +125,11 @@ def test_images_are_clipped_and_trajectories_recorded(linear):
 
 
 def test_ddim_timesteps():
-    assert ddim_timesteps(1000, 50)[0] == 999 and ddim_timesteps(1000, 50)[-1] == 0
-    assert len(ddim_timesteps(1000, 50)) == 50
-    assert ddim_timesteps(1000, 1000) == list(range(999, -1, -1))
+    assert spaced_timesteps(1000, 50)[0] == 999 and spaced_timesteps(1000, 50)[-1] == 0
+    assert len(spaced_timesteps(1000, 50)) == 50
+    assert spaced_timesteps(1000, 1000) == list(range(999, -1, -1))
     with pytest.raises(ValueError, match="steps must be an integer in 1..T=1000"):
-        ddim_timesteps(1000, 1001)
+        spaced_timesteps(1000, 1001)
 
 
 def test_no_noise_is_added_at_the_last_step(toy, linear):
@@ -228,7 +228,7 @@ def test_sampling_steps_yields_every_state_and_ends_with_the_sample(linear, toy)
     steps = list(sampling_steps(model, linear, (8, 2), sampler="ddim", steps=10,
                                 generator=torch.Generator().manual_seed(3)))
     assert [s.i for s in steps] == list(range(11)) and steps[-1].t == -1
-    assert [s.t for s in steps[:-1]] == ddim_timesteps(1000, 10)
+    assert [s.t for s in steps[:-1]] == spaced_timesteps(1000, 10)
     end = ddim_sample(model, linear, (8, 2), steps=10, generator=torch.Generator().manual_seed(3), progress=False)
     assert torch.equal(steps[-1].x_t, end)
     with pytest.raises(ValueError, match="'ddpm' or 'ddim'"):
