@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from course_utils import load_mnist, load_pretrained  # noqa: E402
 from course_utils.evaluation import evaluator_outputs, frechet_distance, generate, judge, realistic_fraction  # noqa: E402
 from course_utils.recipes import train_recipe  # noqa: E402
-from course_utils.sampling import ddim_sample  # noqa: E402
+from course_utils.core.sampling import ddim_sample  # noqa: E402
 
 CFG_SCALES = [1.0, 2.0, 3.0, 5.0]
 CG_SCALES = [2.0, 5.0, 10.0, 20.0]

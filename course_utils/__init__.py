@@ -1,23 +1,33 @@
 """course_utils: the shared code of the guided-diffusion course.
 
+Two parts (the README draws them):
+
+- ``course_utils.core``: the diffusion itself, what a learner reads beside the notebooks: the noise
+  schedule, the networks, the sampling steps and loop, guidance, training, the data. It imports
+  nothing from the rest of the package.
+- the course's tooling, here beside it: exercise checks, budgets, plots, the live training view,
+  shipped weights and their recipes, evaluation, the guidance explorer, notebook generation, the CLI.
+
 Everything the notebooks and the tests rely on is importable from here.
 """
-from .data import MNIST, load_mnist, to_model_range
-from .device import (autocast_for, bf16_is_fast, fast_mode, pick_device, sample_count, seed_everything,
-                     training_minutes)
-from .guidance import NULL_LABEL, cfg_eps, validate_labels, validate_scale, classifier_grad, guided_eps, guided_mean
-from .models import (EpsUNet, Evaluator, MLPDenoiser, NoisyClassifier, TimeMapUNet, UNet,
-                     count_parameters, sinusoidal_embedding, time_map)
-from .plotting import image_grid, plot_chains, plot_losses, plot_schedules, plot_trajectory, show_images
-from .sampling import (Guidance, Step, Trajectory, ddim_sample, ddim_step, spaced_timesteps, ddpm_sample, ddpm_step, predict,
-                       record_trajectory, sampling_steps)
-from .schedule import NoiseSchedule
+# the core
+from .core.data import MNIST, load_mnist, to_model_range
+from .core.device import autocast_for, bf16_is_fast, pick_device, seed_everything
+from .core.guidance import NULL_LABEL, cfg_eps, classifier_grad, guided_eps, guided_mean, validate_labels, validate_scale
+from .core.models import (EpsUNet, Evaluator, MLPDenoiser, NoisyClassifier, TimeMapUNet, UNet, count_parameters,
+                          sinusoidal_embedding, time_map)
+from .core.sampling import (Guidance, Step, Trajectory, ddim_sample, ddim_step, ddpm_sample, ddpm_step, predict,
+                            record_trajectory, sampling_steps, spaced_timesteps)
+from .core.schedule import NoiseSchedule
+from .core.toy import GaussianMixture2D
+from .core.training import (EMA, Budget, denoiser_loss, fit, noisy_classifier_loss, one_cycle, train_classifier,
+                            train_denoiser)
+# the course's tooling
+from .budgets import fast_mode, sample_count, training_minutes
 from .live import LiveView, sample_preview
+from .plotting import image_grid, plot_chains, plot_losses, plot_schedules, plot_trajectory, show_images
 from .pretrained import load_model, load_pretrained, my_models_dir, save_my_model
 from .recipes import train_live
-from .toy import GaussianMixture2D
-from .training import (EMA, Budget, denoiser_loss, fit, noisy_classifier_loss, one_cycle, train_classifier,
-                       train_denoiser)
 
 __all__ = [
     "NULL_LABEL",

@@ -15,9 +15,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .guidance import NULL_LABEL, guided_eps
-from .sampling import ddim_step, ddpm_step
-from .schedule import NoiseSchedule
+from .core.guidance import NULL_LABEL, guided_eps
+from .core.sampling import ddim_step, ddpm_step
+from .core.schedule import NoiseSchedule
 
 
 class CheckFailed(AssertionError):
@@ -378,7 +378,7 @@ def check_classifier_loss(fn) -> None:
 
 # ------------------------------------------------------------------ notebook 5
 def _toy_classifier():
-    from .toy import GaussianMixture2D
+    from .core.toy import GaussianMixture2D
 
     s = _schedule()
     return GaussianMixture2D(), s

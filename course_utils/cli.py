@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from .device import fast_mode
+from .budgets import fast_mode
 
 
 def save_figure(fig, path: Path) -> Path:

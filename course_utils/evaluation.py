@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .guidance import NULL_LABEL
+from .core.guidance import NULL_LABEL
 
 
 @torch.no_grad()
@@ -91,7 +91,7 @@ def generate(method: str, models: dict, y: torch.Tensor, scale: float, *, steps:
     ``models`` maps "ddpm_eps", "noisy_classifier" and "cfg_eps" to loaded
     :class:`~course_utils.pretrained.Pretrained` bundles (only those the method needs).
     """
-    from .sampling import ddim_sample, ddpm_sample
+    from .core.sampling import ddim_sample, ddpm_sample
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}: expected one of {', '.join(METHODS)}")
@@ -133,10 +133,10 @@ def quality_report(n_per_class: int = 20, scales: dict | None = None, steps: int
     """Everything `python -m course_utils evaluate` prints: floor, unguided models, sweeps, accuracy vs t."""
     from tqdm.auto import tqdm
 
-    from .data import load_mnist
-    from .device import pick_device
+    from .core.data import load_mnist
+    from .core.device import pick_device
     from .pretrained import load_pretrained
-    from .sampling import ddim_sample, ddpm_sample
+    from .core.sampling import ddim_sample, ddpm_sample
 
     device = torch.device(device) if device is not None else pick_device()
     scales = scales or DEFAULT_SCALES

@@ -26,7 +26,7 @@ def _notebook_display():
 
 
 class LiveView:
-    """A :func:`~course_utils.training.fit` callback that redraws ``draw(ax)`` beside the
+    """A :func:`~course_utils.core.training.fit` callback that redraws ``draw(ax)`` beside the
     loss curve at most every ``every`` seconds (and at :meth:`finish`)."""
 
     def __init__(self, draw: Callable, *, every: float = 25.0, title: str = "training", display=None,
@@ -76,7 +76,7 @@ def sample_preview(schedule, *, prediction: str = "eps", y=None, cfg_scale=None,
     import torch
 
     from .plotting import show_images
-    from .sampling import ddim_sample
+    from .core.sampling import ddim_sample
 
     def draw(model, ax):
         device = next(model.parameters()).device

@@ -6,7 +6,7 @@ import math
 import matplotlib.pyplot as plt
 import torch
 
-from .data import to_unit_range
+from .core.data import to_unit_range
 
 
 def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2) -> torch.Tensor:
@@ -78,7 +78,7 @@ def plot_losses(losses, ax=None, window: int = 50, title: str = "training loss")
 
 
 def plot_trajectory(recorder, n: int = 4, show_x0: bool = True):
-    """Rows of states from a :class:`~course_utils.sampling.Trajectory` (:func:`~course_utils.sampling.record_trajectory`):
+    """Rows of states from a :class:`~course_utils.core.sampling.Trajectory` (:func:`~course_utils.core.sampling.record_trajectory`):
     x_t along the run for the first ``n`` samples, and below each the model's x0 estimate."""
     steps = len(recorder.t)
     rows = n * (2 if show_x0 else 1)

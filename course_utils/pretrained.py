@@ -18,10 +18,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .device import pick_device
+from .core.device import pick_device
 from .files import atomic_write
-from .models import EpsUNet, Evaluator, NoisyClassifier, TimeMapUNet
-from .schedule import NoiseSchedule
+from .core.models import EpsUNet, Evaluator, NoisyClassifier, TimeMapUNet
+from .core.schedule import NoiseSchedule
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 NAMES = ("ddpm_x0", "ddpm_eps", "noisy_classifier", "cfg_eps", "evaluator")

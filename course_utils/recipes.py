@@ -15,15 +15,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .data import load_mnist
-from .device import pick_device
+from .core.data import load_mnist
+from .core.device import pick_device
 from .files import atomic_write
-from .guidance import NULL_LABEL
-from .models import EpsUNet, Evaluator, NoisyClassifier, TimeMapUNet
+from .core.guidance import NULL_LABEL
+from .core.models import EpsUNet, Evaluator, NoisyClassifier, TimeMapUNet
 from .live import LiveView
 from .pretrained import NAMES, TRAINED_IN, WEIGHTS_DIR, Pretrained, save_my_model, save_weights
-from .schedule import NoiseSchedule
-from .training import EMA, Budget, denoiser_loss, fit, noisy_classifier_loss, one_cycle
+from .core.schedule import NoiseSchedule
+from .core.training import EMA, Budget, denoiser_loss, fit, noisy_classifier_loss, one_cycle
+from .distributed import World, barrier, gather, join, leave, per_process_batch, rank_seed
 
 
 @dataclass
@@ -96,7 +97,7 @@ def recipe_for(name: str, quick: bool = False) -> Recipe:
 
 def lr_shape(r: Recipe):
     """The recipe's learning-rate factor as a function of the fraction of the budget used
-    (:func:`~course_utils.training.one_cycle` with the recipe's warm-up, start and end)."""
+    (:func:`~course_utils.core.training.one_cycle` with the recipe's warm-up, start and end)."""
     return functools.partial(one_cycle, warmup=r.warmup, start=r.lr_start, end=r.lr_end)
 
 
@@ -136,7 +137,7 @@ def manifest_entry(name: str, r: Recipe, *, command: str, data: str, steps: int,
         "architecture": {"class": r.architecture.__name__, "kwargs": r.kwargs},
         "schedule": r.schedule,
         "prediction": r.objective if r.objective in ("eps", "x0") else None,
-        "null_label": 10 if r.conditional else None,
+        "null_label": NULL_LABEL if r.conditional else None,
         "cond_drop": r.cond_drop if r.conditional else None,
         "command": command, "data": data,
         "steps": steps, "batch_size": r.batch_size, "lr": r.lr, "ema_decay": r.ema_decay, "seed": seed,
@@ -146,68 +147,137 @@ def manifest_entry(name: str, r: Recipe, *, command: str, data: str, steps: int,
     }
 
 
+def recipe_budget(r: Recipe, steps: int | None, minutes: float | None) -> Budget:
+    """The recipe's own budget, unless ``steps`` or ``minutes`` is given (then those, whichever ends first)."""
+    if steps is None and minutes is None:
+        return Budget(r.steps, r.minutes)
+    return Budget(steps, minutes)
+
+
+@dataclass
+class Run:
+    """What a training run carries from step to step, and what its checkpoint holds."""
+    model: torch.nn.Module
+    ema: EMA | None
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator      # this process's batches, timesteps and noise
+    step: int = 0
+    losses: list = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def start_run(r: Recipe, device: torch.device, seed: int, world: World) -> Run:
+    """A fresh network of recipe ``r`` (the same initial weights in every process), its EMA and optimiser,
+    and this process's generator (:func:`~course_utils.distributed.rank_seed`)."""
+    torch.manual_seed(seed)
+    model, ema, optimizer = network_ema_optimizer(r, device)
+    return Run(model, ema, optimizer, torch.Generator().manual_seed(rank_seed(seed, world.rank)))
+
+
+def checkpoint_path(checkpoint_dir: Path, name: str, quick: bool) -> Path:
+    return Path(checkpoint_dir) / f"{name}{'-quick' if quick else ''}.pt"
+
+
+def save_checkpoint(run: Run, path: Path, budget: Budget, world: World) -> None:
+    """Rank 0 writes the run so far (atomically); every process sends it its generator's state."""
+    generators = gather(run.generator.get_state(), world)
+    if not world.main:
+        return
+    state = {"budget": [budget.steps, budget.minutes], "step": run.step, "model": run.model.state_dict(),
+             "optimizer": run.optimizer.state_dict(), "generators": generators, "world_size": world.size,
+             "losses": run.losses, "seconds": run.seconds}
+    if run.ema is not None:
+        state.update(ema=run.ema.model.state_dict(), ema_updates=run.ema.updates)
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def resume_run(run: Run, path: Path, budget: Budget, seed: int, world: World) -> None:
+    """Continue from the checkpoint at ``path``, if there is one, whatever number of processes wrote it.
+
+    With as many processes as wrote it, each takes up its own generator where it was; with another
+    number, each starts a fresh one seeded by the run's seed, its rank and the step reached."""
+    if not path.exists():
+        return
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("budget") != [budget.steps, budget.minutes]:
+        raise ValueError(f"{path} belongs to a run with another budget ({state.get('budget')}), not "
+                         f"{[budget.steps, budget.minutes]}: delete it to start over")
+    run.model.load_state_dict(state["model"])
+    if run.ema is not None:
+        run.ema.model.load_state_dict(state["ema"])
+        run.ema.updates = state["ema_updates"]
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.step, run.losses, run.seconds = state["step"], state["losses"], state["seconds"]
+    generators = state.get("generators") or [state["generator"]]
+    if len(generators) == world.size:
+        run.generator.set_state(generators[world.rank])
+    else:
+        run.generator.manual_seed(rank_seed(seed + run.step, world.rank))
+    if world.main:
+        print(f"resuming from step {run.step} ({path}, written by {len(generators)} process(es), "
+              f"resumed by {world.size})")
+
+
+def load_training_data(world: World, offline: bool | None):
+    """MNIST's training digits: the full 60,000 through torchvision when they can be had, else the offline
+    subset (with a note). Rank 0 fetches first, so that the others find the download in place."""
+    if not world.main:
+        barrier(world)
+    data = load_mnist(train=True, offline=offline, verbose=world.main)
+    if world.main:
+        barrier(world)
+    return data
+
+
 def train_recipe(name: str, *, quick: bool = False, steps: int | None = None, minutes: float | None = None,
                  device=None, weights_dir: Path = WEIGHTS_DIR, checkpoint_dir: Path = Path("checkpoints"),
                  checkpoint_every: int = 1000, seed: int = 0, offline: bool | None = None,
                  progress: bool = True) -> dict:
-    """Train network ``name`` by its recipe (resuming from its checkpoint) and save its weights.
+    """Train network ``name`` by its recipe (resuming from its checkpoint) and save its weights; return
+    its manifest entry.
 
     ``quick``: the few-minutes recipe. ``steps`` / ``minutes`` override the recipe's budget
-    (training stops at whichever comes first).
+    (training stops at whichever comes first). Under torchrun, the processes share the work
+    (see :mod:`course_utils.distributed`) and rank 0 writes the files.
     """
     r = recipe_for(name, quick)
-    steps = r.steps if steps is None and minutes is None else steps
-    minutes = r.minutes if minutes is None and steps is None else minutes
-    budget = Budget(steps, minutes)
-    device = torch.device(device) if device is not None else pick_device()
-    data = load_mnist(train=True, offline=offline)
-    torch.manual_seed(seed)
-    model, ema, optimizer = network_ema_optimizer(r, device)
-    generator = torch.Generator().manual_seed(seed)
+    budget = recipe_budget(r, steps, minutes)
+    world, device = join(device)
+    data = load_training_data(world, offline)
+    run = start_run(r, device, seed, world)
+    ckpt = checkpoint_path(checkpoint_dir, name, quick)
+    resume_run(run, ckpt, budget, seed, world)
     schedule = NoiseSchedule(**r.schedule).to(device) if r.schedule else None
-
-    ckpt = Path(checkpoint_dir) / f"{name}{'-quick' if quick else ''}.pt"
-    start, losses, seconds = 0, [], 0.0
-    if ckpt.exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        if state.get("budget") != [budget.steps, budget.minutes]:
-            raise ValueError(f"{ckpt} belongs to a run with another budget ({state.get('budget')}), not "
-                             f"{[budget.steps, budget.minutes]}: delete it to start over")
-        model.load_state_dict(state["model"])
-        if ema is not None:
-            ema.model.load_state_dict(state["ema"])
-            ema.updates = state["ema_updates"]
-        model.to(device)
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        start, losses, seconds = state["step"], state["losses"], state["seconds"]
-        print(f"resuming {name} from step {start} ({ckpt})")
-
+    start_step, start_seconds, start_losses = run.step, run.seconds, list(run.losses)
     clock = time.perf_counter()
 
-    def save_checkpoint(done, new_losses):
-        state = {"budget": [budget.steps, budget.minutes], "step": done, "model": model.state_dict(),
-                 "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
-                 "losses": losses + new_losses, "seconds": seconds + time.perf_counter() - clock}
-        if ema is not None:
-            state.update(ema=ema.model.state_dict(), ema_updates=ema.updates)
-        atomic_write(ckpt, lambda tmp: torch.save(state, tmp))
+    def catch_up(done: int, new_losses: list) -> None:
+        run.step, run.losses = done, start_losses + list(new_losses)
+        run.seconds = start_seconds + time.perf_counter() - clock
 
-    new_losses = fit(model, recipe_loss(r, schedule, generator), (data.images, data.labels), steps=steps,
-                     minutes=minutes, batch_size=r.batch_size, optimizer=optimizer,
-                     lr_shape=lr_shape(r), ema=ema, device=device, generator=generator, progress=progress,
-                     desc=f"train {name}", start_step=start, start_seconds=seconds,
-                     callback=lambda step, so_far: (step + 1) % checkpoint_every or save_checkpoint(step + 1, so_far))
-    save_checkpoint(start + len(new_losses), new_losses)
-    seconds += time.perf_counter() - clock
-    all_losses = losses + new_losses
-    budget_flags = (f" --steps {steps}" if steps is not None else "") + (f" --minutes {minutes:g}" if minutes else "")
+    def every_so_often(step: int, new_losses: list) -> None:
+        if (step + 1) % checkpoint_every == 0:
+            catch_up(step + 1, new_losses)
+            save_checkpoint(run, ckpt, budget, world)
+
+    new_losses = fit(run.model, recipe_loss(r, schedule, run.generator), (data.images, data.labels),
+                     steps=budget.steps, minutes=budget.minutes, batch_size=per_process_batch(r.batch_size, world),
+                     optimizer=run.optimizer, lr_shape=lr_shape(r), ema=run.ema, device=device,
+                     generator=run.generator, progress=progress and world.main, desc=f"train {name}",
+                     resume=(start_step, start_seconds), callback=every_so_often)
+    catch_up(start_step + len(new_losses), new_losses)
+    save_checkpoint(run, ckpt, budget, world)
+    flags = (f" --steps {steps}" if steps is not None else "") + (f" --minutes {minutes:g}" if minutes else "")
+    launcher = f"torchrun --nproc-per-node={world.size} -m" if world.size > 1 else "python -m"
     info = manifest_entry(
-        name, r, command=f"python -m course_utils train {name}{' --quick' if quick else ''}{budget_flags} --seed {seed}",
-        data=f"MNIST {data.source}, {len(data.labels)} training digits", steps=len(all_losses), seconds=seconds,
-        device=device, losses=all_losses, seed=seed, recipe="quick" if quick else "full")
-    final = ema.model if ema is not None else model
-    return save_weights(final.float(), name, info, weights_dir)
+        name, r, command=f"{launcher} course_utils train {name}{' --quick' if quick else ''}{flags} --seed {seed}",
+        data=f"MNIST {data.source}, {len(data.labels)} training digits", steps=run.step, seconds=run.seconds,
+        device=device, losses=run.losses, seed=seed, recipe="quick" if quick else "full", world_size=world.size)
+    if world.main:
+        final = run.ema.model if run.ema is not None else run.model
+        info = save_weights(final.float(), name, info, weights_dir)
+    barrier(world)
+    return info
 
 
 def train_live(name: str, loss_fn, tensors, *, minutes: float, preview=None, every: float = 25.0, device=None,
@@ -242,10 +312,22 @@ def train_live(name: str, loss_fn, tensors, *, minutes: float, preview=None, eve
 
 
 def main_train(args) -> int:
-    for name in args.names:
-        info = train_recipe(name, quick=args.quick, steps=args.steps, minutes=args.minutes, device=args.device,
-                            weights_dir=Path(args.weights_dir), checkpoint_dir=Path(args.checkpoint_dir),
-                            checkpoint_every=args.checkpoint_every, seed=args.seed)
-        print(f"wrote {info['file']} ({info['bytes'] / 1e6:.2f} MB, sha256 {info['sha256'][:12]}...) "
-              f"after {info['steps']} steps in {info['train_seconds']:.0f} s")
+    """``python -m course_utils train NAME ...``, alone or under torchrun (then every process runs this)."""
+    from torch.distributed.elastic.multiprocessing.errors import record
+
+    @record  # under torchrun, a failing process's traceback is what torchrun reports
+    def train_each() -> None:
+        world, device = join(args.device)
+        try:
+            for name in args.names:
+                info = train_recipe(name, quick=args.quick, steps=args.steps, minutes=args.minutes, device=device,
+                                    weights_dir=Path(args.weights_dir), checkpoint_dir=Path(args.checkpoint_dir),
+                                    checkpoint_every=args.checkpoint_every, seed=args.seed)
+                if world.main:
+                    print(f"wrote {info['file']} ({info['bytes'] / 1e6:.2f} MB, sha256 {info['sha256'][:12]}...) "
+                          f"after {info['steps']} steps in {info['train_seconds']:.0f} s on {world.size} process(es)")
+        finally:
+            leave(world)
+
+    train_each()
     return 0

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .data import from_bytes, to_bytes
+from .core.data import from_bytes, to_bytes
 from .evaluation import METHODS, generate, judge
 from .files import atomic_write
 

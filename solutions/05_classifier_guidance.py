@@ -159,8 +159,10 @@ def shift_mean(mean, variance, grad, scale):
 checks.check_guided_mean(shift_mean)
 
 # %% [markdown]
-# Now the whole guided sampler, as in the lecture: the unconditional mean under `no_grad`, the gradient with
-# gradients on, the nudge $s\,\Sigma_t\,g$, and noise except at the last step. It must agree with the package's
+# Now the whole guided sampler, as in the lecture: the unconditional prediction under `no_grad`, the gradient
+# with gradients on, then the step. The step is the package's `cu.ddpm_step`, the one place the reverse update
+# is written: given `grad` and `scale` it shifts the posterior mean by $s\,\Sigma_t\,g$ (your `shift_mean`, which the
+# check above compared with it) and adds noise except at the last step. The loop must agree with the package's
 # `ddpm_sample` given the same random numbers.
 
 # %%
@@ -170,15 +172,14 @@ def guided_ddpm(eps_model, classifier, n, y, scale, generator, grad_at_mean=Fals
     labels = torch.full((n,), y)
     for t_int in range(schedule.T - 1, -1, -1):
         t = torch.full((n,), t_int)
-        eps = eps_model(x, t)                                           # 1. predict the noise
-        mean = schedule.posterior_mean(schedule.x0_from_eps(x, t, eps), x, t)   # 2. unconditional mean
-        var = schedule.posterior_variance[t_int]
+        x0_hat = schedule.x0_from_eps(x, t, eps_model(x, t))            # 1. predict the noise, hence x0
         if grad_at_mean:                                                # (section 5.7: g at mu, for step t-1)
+            mean = schedule.posterior_mean(x0_hat, x, t)
             grad = grad_log_p(classifier, mean, torch.full((n,), max(t_int - 1, 0)), labels)
         else:
-            grad = grad_log_p(classifier, x, t, labels)                 # 3. classifier gradient at x_t
-        mean = shift_mean(mean, var, grad, scale)                       # 4. guided mean
-        x = mean + var.sqrt() * torch.randn(x.shape, generator=generator) if t_int > 0 else mean  # 5. no noise at t=0
+            grad = grad_log_p(classifier, x, t, labels)                 # 2. classifier gradient at x_t
+        noise = torch.randn(x.shape, generator=generator) if t_int > 0 else None
+        x = cu.ddpm_step(x, t_int, x0_hat, schedule, noise, grad=grad, scale=scale)  # 3. mu + s Sigma g + sigma z
     return x
 
 

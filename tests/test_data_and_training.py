@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-import course_utils.data as data_mod
+import course_utils.core.data as data_mod
 from course_utils import (EMA, MLPDenoiser, NoiseSchedule, NoisyClassifier, denoiser_loss, load_mnist,
                           train_classifier, train_denoiser)
 

@@ -180,6 +180,17 @@ def spaced_timesteps(T: int, steps: int) -> list[int]:
     return sorted(set(ts), reverse=True)
 
 
+def _one_timestep(t, schedule, name: str = "t") -> int:
+    """A step's timestep: one integer in 0..T-1 for the whole batch (a 0-d or one-element tensor is read as one)."""
+    if isinstance(t, torch.Tensor):
+        if t.numel() != 1:
+            raise ValueError(f"{name} is one timestep for the whole batch (an int), got a tensor of shape {list(t.shape)}")
+        t = t.item()
+    if isinstance(t, float) or not 0 <= int(t) < schedule.T:
+        raise ValueError(f"{name} must be an integer in 0..{schedule.T - 1}, got {t!r}")
+    return int(t)
+
+
 def ddpm_step(x_t: torch.Tensor, t: int, x0_hat: torch.Tensor, schedule, noise: torch.Tensor | None = None, *,
               grad: torch.Tensor | None = None, scale: float = 0.0) -> torch.Tensor:
     """One ancestral step from x_t to x_{t-1} (Ho et al.), all tensors [B, ...], ``t`` an int:
@@ -188,6 +199,7 @@ def ddpm_step(x_t: torch.Tensor, t: int, x0_hat: torch.Tensor, schedule, noise: 
         mu      = mu + s * Sigma_t * grad                 (classifier guidance, when ``grad`` is given)
         x_{t-1} = mu + sqrt(Sigma_t) * noise              (Sigma_t = posterior_variance[t]; no noise at t = 0)
     """
+    t = _one_timestep(t, schedule)
     t_vec = torch.full((x_t.shape[0],), t, dtype=torch.long, device=x_t.device)
     mean = schedule.posterior_mean(x0_hat, x_t, t_vec)
     variance = schedule.at(schedule.posterior_variance, t_vec, x_t)
@@ -210,6 +222,11 @@ def ddim_step(x_t: torch.Tensor, t: int, t_prev: int, eps_hat: torch.Tensor, x0_
     ``eps_hat`` and ``x0_hat`` are the model's prediction in both forms (:func:`predict`); eta = 0 is
     deterministic, and no noise is added on the last step (t' = -1).
     """
+    t = _one_timestep(t, schedule)
+    if t_prev != -1:
+        t_prev = _one_timestep(t_prev, schedule, "t_prev")
+    if not t_prev < t:
+        raise ValueError(f"ddim_step goes down in time: t_prev = {t_prev} must be below t = {t} (-1 for the last step)")
     t_vec = torch.full((x_t.shape[0],), t, dtype=torch.long, device=x_t.device)
     ab = schedule.at(schedule.alpha_bars, t_vec, x_t)
     ab_prev = schedule.alpha_bars[t_prev] if t_prev >= 0 else torch.ones((), device=x_t.device)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import math
 import signal
 import threading
@@ -178,107 +179,185 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
+@dataclasses.dataclass(frozen=True)
+class FitOptions:
+    """How :func:`fit` trains; every field has a default that works.
+
+    ``batch_size``: rows a step draws (in a run of several processes, each draws its own share).
+    ``lr``: the peak learning rate of the default AdamW optimiser; ``lr_shape(progress)`` a factor of it
+    at each step, read at the fraction of the budget used so far (:class:`Budget`), e.g. :func:`one_cycle`
+    (None keeps ``lr`` fixed). ``grad_clip``: the largest gradient norm (None: no clipping).
+    ``device``: None picks one (:func:`~course_utils.core.device.pick_device`). ``autocast``: bfloat16
+    autocast (None: where the device has fast bf16 units). ``channels_last``: NHWC memory layout for
+    convolutions (None: on a CPU without bf16 autocast, where benchmarks/bench_cpu.py measured a step
+    1.1x to 1.25x faster; with bf16 autocast the default layout was faster).
+    ``progress``: show a progress bar labelled ``desc``.
+    """
+    batch_size: int = 128
+    lr: float = 1e-3
+    lr_shape: Callable[[float], float] | None = None
+    grad_clip: float | None = 1.0
+    device: str | torch.device | None = None
+    autocast: bool | None = None
+    channels_last: bool | None = None
+    progress: bool = True
+    desc: str = "training"
+
+    def with_settings(self, **settings) -> "FitOptions":
+        """These options with some fields changed; an unknown name is a clear error."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise TypeError(f"unknown training option(s) {unknown}: the options are {sorted(known)}")
+        return dataclasses.replace(self, **settings)
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+class _LossLog:
+    """The losses of a run, read back from the device 25 at a time (no stall on every step) and, in a run
+    of several processes, averaged over them, so that every process records the loss of the whole batch."""
+
+    def __init__(self, bar, budget: Budget, elapsed: Callable[[], float], start_step: int, start_seconds: float):
+        self.values, self.pending = [], []
+        self.bar, self.budget, self.elapsed = bar, budget, elapsed
+        self.start_step, self.start_seconds = start_step, start_seconds
+
+    def add(self, loss: torch.Tensor, step: int) -> None:
+        self.pending.append(loss.detach().float())
+        if len(self.pending) == 25:
+            self.read(step, final=False)
+
+    def read(self, step: int, final: bool) -> None:
+        if not self.pending:
+            return
+        values = torch.stack(self.pending)
+        self.pending.clear()
+        if _distributed():
+            torch.distributed.all_reduce(values, op=torch.distributed.ReduceOp.AVG if values.device.type == "cuda"
+                                         else torch.distributed.ReduceOp.SUM)
+            if values.device.type != "cuda":  # gloo has no AVG
+                values /= torch.distributed.get_world_size()
+        values = values.cpu().tolist()
+        bad = [v for v in values if not math.isfinite(v)]
+        if bad:
+            raise FloatingPointError(f"the loss became {bad[0]} by step {step}: lower the learning rate")
+        self.values.extend(values)
+        post = {"loss": f"{sum(self.values[-50:]) / len(self.values[-50:]):.4f}"}
+        if self.budget.seconds is not None:
+            used = self.elapsed()
+            post["left"] = _clock(self.budget.seconds - used)
+            if self.budget.steps is None and not final:  # the bar's length: the steps that fit in the budget
+                rate = (step - self.start_step) / max(used - self.start_seconds, 1e-9)
+                self.bar.total = int(step + (self.budget.seconds - used) * rate)
+        self.bar.set_postfix(post)
+
+
+def _agree(seconds: float, stop: bool) -> tuple[float, bool]:
+    """In a run of several processes, the time used and whether to stop, agreed by all: the longest time
+    any process has used, and stop if any was asked to. So they stop together (none waits forever for the
+    others' gradients) and read the same learning rate off a time budget. Alone: unchanged."""
+    if not _distributed():
+        return seconds, stop
+    shared = torch.tensor([seconds, float(stop)], dtype=torch.float64)
+    if torch.distributed.get_backend() == "nccl":
+        shared = shared.cuda()
+    torch.distributed.all_reduce(shared, op=torch.distributed.ReduceOp.MAX)
+    return float(shared[0]), bool(shared[1])
+
+
+def _in_step(model: nn.Module, device: torch.device) -> nn.Module:
+    """The network the steps call: in a run of several processes (torchrun), wrapped in
+    DistributedDataParallel, which averages the gradients over the processes in each backward pass."""
+    if not _distributed():
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
 def fit(model: nn.Module, loss_fn: Callable, tensors, *, steps: int | None = None, minutes: float | None = None,
-        batch_size: int = 128, lr: float = 1e-3, lr_shape: Callable[[float], float] | None = None,
-        optimizer=None, scheduler=None, ema: EMA | None = None, device=None, autocast: bool | None = None,
-        channels_last: bool | None = None, generator=None, progress: bool = True, desc: str = "training",
-        callback: Callable | None = None, start_step: int = 0, start_seconds: float = 0.0,
-        grad_clip: float | None = 1.0) -> list[float]:
+        options: FitOptions | None = None, optimizer=None, ema: EMA | None = None, generator=None,
+        callback: Callable | None = None, resume: tuple[int, float] = (0, 0.0), **settings) -> list[float]:
     """Optimiser steps of ``loss_fn(model, *batch)`` until ``steps`` or ``minutes`` run out,
     whichever comes first; return the losses.
 
-    ``tensors``: the data (e.g. ``(images,)`` or ``(images, labels)``), sampled at random.
-    ``lr_shape(progress)``: a factor of ``lr`` at each step, read at the fraction of the
-    budget used so far (:class:`Budget`), e.g. :func:`one_cycle`; None keeps ``lr`` fixed.
-    ``autocast``: bfloat16 autocast (None: where the device has fast bf16 units).
-    ``channels_last``: NHWC memory layout for convolutions (None: on a CPU without bf16
-    autocast, where benchmarks/bench_cpu.py measured a training step 1.1x to 1.25x faster than
-    the default layout; with bf16 autocast the default layout was faster).
-    ``callback(step, losses)`` runs after every step with the losses read back so far
-    (they are fetched from the device 25 at a time). ``start_step`` and ``start_seconds``
-    say how much of the budget a resumed run already used. Shows a progress bar with the
-    running loss and, under a time budget, the time left.
+    ``tensors``: the data (e.g. ``(images,)`` or ``(images, labels)``), rows drawn at random with
+    ``generator``. ``options``: how to train (:class:`FitOptions`); its fields may also be given here by
+    name (``batch_size=64, lr=3e-3``). ``optimizer``: None makes AdamW at ``options.lr``. ``ema``: an
+    :class:`EMA` updated after every step. ``callback(step, losses)`` runs after every step with the
+    losses read back so far. ``resume = (step, seconds)``: how much of the budget a resumed run
+    already used. Shows a progress bar with the running loss and, under a time budget, the time left.
 
     Ctrl-C (Jupyter's stop button) ends training after the current step: the model and its
     EMA keep what they learned and the losses so far are returned.
     """
+    options = (options or FitOptions()).with_settings(**settings)
     budget = Budget(steps, minutes)
-    device = torch.device(device) if device is not None else pick_device()
+    device = torch.device(options.device) if options.device is not None else pick_device()
     model.to(device).train()
     if ema is not None:
         ema.model.to(device)
-    fast = bf16_is_fast(device) if autocast is None else bool(autocast)
+    fast = bf16_is_fast(device) if options.autocast is None else bool(options.autocast)
+    channels_last = options.channels_last
     if channels_last is None:  # NHWC pays on a CPU in fp32; with bf16 autocast the default layout was as fast
         channels_last = device.type == "cpu" and not fast
     if channels_last:
         model.to(memory_format=torch.channels_last)
     if optimizer is None:
-        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, fused=device.type == "cuda")
+        optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, fused=device.type == "cuda")
     peak = [group["lr"] for group in optimizer.param_groups]
     tensors = [t.to(device) for t in tensors]  # the data set is small: keep it beside the model
-    losses, pending = [], []
+    start_step, start_seconds = resume
     step, begun = start_step, time.perf_counter()
-    bar = tqdm(total=budget.steps, initial=start_step, desc=desc, disable=not progress)
+    bar = tqdm(total=budget.steps, initial=start_step, desc=options.desc, disable=not options.progress)
 
     def elapsed() -> float:
         return start_seconds + time.perf_counter() - begun
 
-    def read_losses(final: bool) -> None:
-        values = torch.stack(pending).float().cpu().tolist()
-        pending.clear()
-        bad = [v for v in values if not math.isfinite(v)]
-        if bad:
-            raise FloatingPointError(f"the loss became {bad[0]} by step {step}: lower the learning rate")
-        losses.extend(values)
-        post = {"loss": f"{sum(losses[-50:]) / len(losses[-50:]):.4f}"}
-        if budget.seconds is not None:
-            used = elapsed()
-            post["left"] = _clock(budget.seconds - used)
-            if budget.steps is None and not final:  # the bar's length: the steps that fit in the budget
-                bar.total = int(step + (budget.seconds - used) * (step - start_step) / max(used - start_seconds, 1e-9))
-        bar.set_postfix(post)
-
+    log = _LossLog(bar, budget, elapsed, start_step, start_seconds)
+    stepped = _in_step(model, device)
     with stop_requests() as request:
         try:
-            while not budget.over(step, elapsed()) and not request["stop"]:
-                if lr_shape is not None:
-                    factor = lr_shape(budget.progress(step, elapsed()))
+            while True:
+                seconds, request["stop"] = _agree(elapsed(), request["stop"])
+                if request["stop"] or budget.over(step, seconds):
+                    break
+                if options.lr_shape is not None:
+                    factor = options.lr_shape(budget.progress(step, seconds))
                     for group, top in zip(optimizer.param_groups, peak):
                         group["lr"] = top * factor
-                batch = random_batch(tensors, batch_size, generator)
+                batch = random_batch(tensors, options.batch_size, generator)
                 if channels_last and batch[0].dim() == 4:
                     batch[0] = batch[0].contiguous(memory_format=torch.channels_last)
                 with autocast_for(device, fast):
-                    loss = loss_fn(model, *batch)
+                    loss = loss_fn(stepped, *batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                if grad_clip:
-                    nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+                if options.grad_clip:
+                    nn.utils.clip_grad_norm_(model.parameters(), options.grad_clip)
                 optimizer.step()
-                if scheduler is not None:
-                    scheduler.step()
                 if ema is not None:
                     ema.update(model)
-                pending.append(loss.detach())
                 step += 1
                 bar.update(1)
-                if len(pending) == 25:  # read losses back in groups: no GPU stall per step
-                    read_losses(final=False)
+                log.add(loss, step)
                 if callback is not None:
-                    callback(step - 1, losses)
+                    callback(step - 1, log.values)
         except KeyboardInterrupt:
             request["stop"] = True
-        if pending:
-            read_losses(final=True)
+        log.read(step, final=True)
         if budget.steps is None:
             bar.total = step
         bar.refresh()
         bar.close()
         if request["stop"]:
-            print(f"{desc}: stopped by request after {step} steps ({_clock(elapsed())}); "
+            print(f"{options.desc}: stopped by request after {step} steps ({_clock(elapsed())}); "
                   "the model keeps what it learned so far.")
     model.eval()
-    return losses
+    return log.values
 
 
 def _schedule_for(schedule, fit_kwargs):
