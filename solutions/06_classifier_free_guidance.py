@@ -151,8 +151,9 @@ mine_measured = sweep_grids("cfg-ddim", yours, evaluator, torch.full((16,), 9), 
 plt.suptitle(yours["cfg_eps"].label, y=1.04)
 plt.show()
 assert cfg_sweep[0.0]["accuracy"] < 0.3   # s = 0 ignores the label: about one in ten is the requested digit
-if yours["cfg_eps"].info.get("minutes", float("inf")) >= 3:   # 3 minutes of training are enough for 90%
-    assert cfg_sweep[best]["accuracy"] >= 0.9
+# 3 minutes of training reached 92% in benchmarks/bench_quick.py (2 minutes: 72%); we ask for 80%
+if yours["cfg_eps"].info.get("minutes", float("inf")) >= 3:
+    assert cfg_sweep[best]["accuracy"] >= 0.8
 
 # %% [markdown]
 # The shipped `cfg_eps` (a wider network, 13,000 steps on a GPU), the same sweep for the digit 9:
