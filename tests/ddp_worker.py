@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import torch
+from torch.distributed.elastic.multiprocessing.errors import record
 
 from course_utils import Budget, NoiseSchedule, fit
 from course_utils.distributed import join, leave, per_process_batch
@@ -20,6 +21,7 @@ from course_utils.recipes import (load_training_data, lr_shape, recipe_for, reci
 BUDGET_STEPS = 1000  # the budget the checkpoints are written for (the runs stop earlier, at STEPS)
 
 
+@record
 def main(mode: str, out: Path, steps: int, global_batch: int, checkpoint: Path | None) -> None:
     world, device = join("cpu")
     r = recipe_for("ddpm_eps", quick=True)

@@ -181,3 +181,20 @@ def test_a_full_recipe_takes_a_time_budget_alone_and_plans_its_learning_rate_for
     assert shape(0.0) == pytest.approx(1 / 200) and shape(200 / 13000) == pytest.approx(1.0)
     assert shape(1.0) == pytest.approx(0.1) and shape(0.5) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(
         math.pi * (0.5 - 200 / 13000) / (1 - 200 / 13000))))
+
+
+def test_every_recipe_trains_on_full_mnist_when_torchvision_can_get_it(tmp_path, monkeypatch):
+    import course_utils.core.data as data_mod
+    from course_utils.recipes import RECIPES, train_recipe
+    asked = []
+
+    def full_mnist(train, root):  # stands in for the download: 60,000 digits, as torchvision gives them
+        asked.append(train)
+        return data_mod.MNIST(torch.rand(60_000, 1, 32, 32) * 2 - 1, torch.arange(60_000) % 10, "torchvision")
+
+    monkeypatch.setattr(data_mod, "_from_torchvision", full_mnist)
+    for name in RECIPES:
+        info = train_recipe(name, steps=1, device="cpu", weights_dir=tmp_path / "w", checkpoint_dir=tmp_path / name,
+                            offline=False, progress=False)
+        assert info["data"] == "MNIST torchvision, 60000 training digits", (name, info["data"])
+    assert asked == [True] * len(RECIPES)
