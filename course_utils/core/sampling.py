@@ -225,12 +225,10 @@ def ddim_step(x_t: torch.Tensor, t: int, t_prev: int, eps_hat: torch.Tensor, x0_
     t = _one_timestep(t, schedule)
     if t_prev != -1:
         t_prev = _one_timestep(t_prev, schedule, "t_prev")
-    if not t_prev < t:
-        raise ValueError(f"ddim_step goes down in time: t_prev = {t_prev} must be below t = {t} (-1 for the last step)")
     t_vec = torch.full((x_t.shape[0],), t, dtype=torch.long, device=x_t.device)
     ab = schedule.at(schedule.alpha_bars, t_vec, x_t)
     ab_prev = schedule.alpha_bars[t_prev] if t_prev >= 0 else torch.ones((), device=x_t.device)
-    sigma = eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)).sqrt()
+    sigma = eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)).sqrt() if eta > 0 else torch.zeros_like(ab)
     x = ab_prev.sqrt() * x0_hat + (1 - ab_prev - sigma**2).clamp(min=0).sqrt() * eps_hat
     if eta > 0 and t_prev >= 0:
         if noise is None:
