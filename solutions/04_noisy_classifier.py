@@ -56,7 +56,7 @@ checks.check_add_time_embedding(add_time_embedding)
 class TinyNoisyClassifier(torch.nn.Module):
     def __init__(self, channels=(16, 32), emb_dim=64):
         super().__init__()
-        self.time = cu.models.TimeEmbedding(emb_dim)
+        self.time = cu.core.models.TimeEmbedding(emb_dim)
         self.convs = torch.nn.ModuleList()
         self.projs = torch.nn.ModuleList()
         c = 1
