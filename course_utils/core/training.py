@@ -1,7 +1,8 @@
 """Training loops: the denoiser objective, the noisy-classifier objective, and one loop for both.
 
 Batches are drawn at random from tensors already in memory (MNIST fits easily), so a
-step costs one forward and one backward pass and nothing else.
+step costs one forward and one backward pass and nothing else. In a run of several processes
+(torchrun, see course_utils.distributed), :func:`fit` averages the gradients over them.
 """
 from __future__ import annotations
 
@@ -235,11 +236,9 @@ class _LossLog:
             return
         values = torch.stack(self.pending)
         self.pending.clear()
-        if _distributed():
-            torch.distributed.all_reduce(values, op=torch.distributed.ReduceOp.AVG if values.device.type == "cuda"
-                                         else torch.distributed.ReduceOp.SUM)
-            if values.device.type != "cuda":  # gloo has no AVG
-                values /= torch.distributed.get_world_size()
+        if _distributed():  # the mean over the processes (a sum, then divided: gloo has no mean)
+            torch.distributed.all_reduce(values, op=torch.distributed.ReduceOp.SUM)
+            values /= torch.distributed.get_world_size()
         values = values.cpu().tolist()
         bad = [v for v in values if not math.isfinite(v)]
         if bad:
