@@ -82,29 +82,45 @@ METHODS = {
 }
 
 
-def generate(method: str, models: dict, y: torch.Tensor, scale: float, *, steps: int = 50, generator=None,
-             device=None, progress: bool = False, ddpm_steps: int | None = None) -> torch.Tensor:
-    """Guided samples of classes ``y`` [B] by ``method`` (a key of METHODS) at guidance ``scale``.
+def guided_steps(method: str, models: dict, y: torch.Tensor, scale: float, *, steps: int = 50, generator=None,
+                 device=None, ddpm_steps: int | None = None):
+    """The chain of ``method`` (a key of METHODS) at guidance ``scale`` for classes ``y`` [B], one
+    :class:`~course_utils.core.sampling.Step` at a time (:func:`~course_utils.core.sampling.sampling_steps`);
+    its last step holds the samples. Iterate it under ``torch.no_grad()``.
 
     ``steps``: DDIM steps; ``ddpm_steps``: steps of the (respaced) DDPM chain, None for all T.
-
     ``models`` maps "ddpm_eps", "noisy_classifier" and "cfg_eps" to loaded
     :class:`~course_utils.pretrained.Pretrained` bundles (only those the method needs).
     """
-    from .core.sampling import ddim_sample, ddpm_sample
+    from .core.sampling import Guidance, sampling_steps
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}: expected one of {', '.join(METHODS)}")
     shape = (len(y), 1, 32, 32)
-    common = dict(generator=generator, device=device, progress=progress)
     if method == "cfg-ddim":
         m = models["cfg_eps"]
-        return ddim_sample(m.model, m.schedule, shape, y=y, cfg_scale=scale, null_label=NULL_LABEL, steps=steps, **common)
-    m, clf = models["ddpm_eps"], models["noisy_classifier"].model
+        return sampling_steps(m.model, m.schedule, shape, sampler="ddim", steps=steps, y=y, generator=generator,
+                              device=device, guidance=Guidance.classifier_free(scale, NULL_LABEL))
+    m, guidance = models["ddpm_eps"], Guidance.by_classifier(models["noisy_classifier"].model, scale)
     if method == "classifier-ddpm":
-        return ddpm_sample(m.model, m.schedule, shape, y=y, classifier=clf, classifier_scale=scale, steps=ddpm_steps,
-                           **common)
-    return ddim_sample(m.model, m.schedule, shape, y=y, classifier=clf, classifier_scale=scale, steps=steps, **common)
+        return sampling_steps(m.model, m.schedule, shape, sampler="ddpm", steps=ddpm_steps, y=y, generator=generator,
+                              device=device, guidance=guidance)
+    return sampling_steps(m.model, m.schedule, shape, sampler="ddim", steps=steps, y=y, generator=generator,
+                          device=device, guidance=guidance)
+
+
+def generate(method: str, models: dict, y: torch.Tensor, scale: float, *, steps: int = 50, generator=None,
+             device=None, progress: bool = False, ddpm_steps: int | None = None) -> torch.Tensor:
+    """Guided samples of classes ``y`` [B] by ``method`` (a key of METHODS) at guidance ``scale``: the
+    end of :func:`guided_steps` (same keywords), with a progress bar if ``progress``."""
+    from tqdm.auto import tqdm
+
+    chain = guided_steps(method, models, y, scale, steps=steps, generator=generator, device=device,
+                         ddpm_steps=ddpm_steps)
+    with torch.no_grad():
+        for step in tqdm(chain, desc=METHODS[method], disable=not progress, leave=False):
+            pass
+    return step.x_t
 
 
 DEFAULT_SCALES = {

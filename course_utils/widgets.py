@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from .core.data import from_bytes, to_bytes
-from .evaluation import METHODS, generate, judge
+from .evaluation import METHODS, guided_steps, judge
 from .files import atomic_write
 
 N_SAMPLES = 16                      # a 4x4 grid
@@ -65,13 +65,21 @@ def load_models(device="cpu") -> dict:
     return {n: load_pretrained(n, device=device) for n in ("ddpm_eps", "noisy_classifier", "cfg_eps", "evaluator")}
 
 
-def compute(setting: Setting, models: dict) -> dict:
-    """Sample 16 digits for ``setting`` and judge them: images, accuracy, diversity, seconds."""
+def compute(setting: Setting, models: dict, preview=None, every: int = 10) -> dict:
+    """Sample 16 digits for ``setting`` and judge them: images, accuracy, diversity, seconds.
+
+    ``preview(step)``, if given, sees every ``every``-th :class:`~course_utils.core.sampling.Step` of the
+    chain on the way (its t, x_t and the model's current guess x0_hat), for a picture of the samples forming."""
     setting.check()
     start = time.perf_counter()
     y = torch.full((N_SAMPLES,), setting.digit)
-    images = generate(setting.method, models, y, float(setting.scale), steps=setting.steps,
-                      generator=torch.Generator().manual_seed(setting.seed), device="cpu", ddpm_steps=setting.steps)
+    chain = guided_steps(setting.method, models, y, float(setting.scale), steps=setting.steps,
+                         generator=torch.Generator().manual_seed(setting.seed), device="cpu", ddpm_steps=setting.steps)
+    with torch.no_grad():
+        for step in chain:
+            if preview is not None and step.t >= 0 and step.i % every == 0:
+                preview(step)
+    images = step.x_t
     scores = judge(models["evaluator"].model, images, y)
     return {"images": images.cpu(), "accuracy": scores["accuracy"], "diversity": scores["diversity"],
             "seconds": time.perf_counter() - start}
@@ -119,11 +127,11 @@ class SampleCache:
         return points
 
 
-def result_for(setting: Setting, models: dict, cache: SampleCache) -> dict:
-    """The cached result, or a new one computed and cached."""
+def result_for(setting: Setting, models: dict, cache: SampleCache, preview=None) -> dict:
+    """The cached result, or a new one computed (``preview`` as in :func:`compute`) and cached."""
     result = cache.get(setting.check())
     if result is None:
-        result = compute(setting, models)
+        result = compute(setting, models, preview)
         cache.put(setting, result)
     return result
 
@@ -295,7 +303,7 @@ class GuidanceExplorer:
                         self._running = False
                         return
                 self.status.value = "<span style='color:#b60'>computing...</span>"
-                result = result_for(setting, self.models, self.cache)
+                result = result_for(setting, self.models, self.cache, preview=self._preview_of(setting))
                 with self._lock:     # a change arriving now waits in its observer, which then redraws
                     if self.current() == setting:
                         self._show(setting, result,
@@ -304,6 +312,19 @@ class GuidanceExplorer:
             with self._lock:
                 self._running = False
             self.status.value = f"<span style='color:red'>error: {type(err).__name__}: {err}</span>"
+
+    def _preview_of(self, setting: Setting):
+        """Show the model's current guess x0_hat while ``setting`` is computed, as long as it is still asked for."""
+        total = setting.steps
+
+        def preview(step) -> None:
+            png = grid_png(step.x0_hat)
+            with self._lock:
+                if self.current() == setting and self.shown != setting:
+                    self.grid.value = png
+                    self.status.value = (f"<span style='color:#b60'>step {step.i}/{total} (t = {step.t}): "
+                                         f"the model's guess x0_hat so far</span>")
+        return preview
 
     def _sweep(self) -> None:
         """Precompute every sweep scale of the current method and digit, then redraw the plot."""

@@ -1,5 +1,6 @@
 """The guidance explorer, driven as a learner would: set each control and check what is shown."""
 import math
+import re
 
 import pytest
 import torch
@@ -88,3 +89,31 @@ def test_moving_the_slider_while_computing_never_shows_a_stale_grid(models, tmp_
     ex.wait()
     assert ex.shown == ex.current() and ex.shown.scale == 6.0
     assert "scale 6" in ex.label.value and "error" not in ex.status.value
+
+
+def test_the_grid_shows_the_samples_forming_while_they_are_computed(models, tmp_path, monkeypatch):
+    seen = []
+    setting = Setting("classifier-ddim", 5, 4.0, 3, 25)
+    result = widgets.compute(setting, models, preview=seen.append, every=10)
+    assert [s.i for s in seen] == [0, 10, 20] and [s.t for s in seen] == sorted((s.t for s in seen), reverse=True)
+    assert all(s.x0_hat.shape == (16, 1, 32, 32) for s in seen)
+    assert torch.equal(result["images"], widgets.compute(setting, models)["images"])   # watching changes nothing
+    # in the explorer: each preview replaces the grid and says which step it shows, then the result comes
+    grids, statuses = [], []
+    ex = GuidanceExplorer(models, SampleCache(tmp_path), Setting("cfg-ddim", 1, 1.0, 0, 25), background=False)
+    original = ex._preview_of
+
+    def recording(s):
+        show = original(s)
+
+        def both(step):
+            show(step)
+            grids.append(ex.grid.value)
+            statuses.append(ex.status.value)
+        return both
+
+    monkeypatch.setattr(ex, "_preview_of", recording)
+    ex.scale.value = 3.0
+    shown = [re.search(r"step (\d+)/25 \(t = (\d+)\)", s).groups() for s in statuses]
+    assert [int(i) for i, _ in shown] == [0, 10, 20] and [int(t) for _, t in shown][0] == 999
+    assert len(set(grids)) == 3 and ex.grid.value not in grids and ex.shown == ex.current()
