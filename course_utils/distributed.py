@@ -56,14 +56,12 @@ def join(device=None, timeout_minutes: float | None = None) -> tuple[World, torc
 
     Under torchrun, join the process group: the nccl backend on CUDA (process ``local_rank`` on GPU
     ``local_rank``), gloo on a CPU. Otherwise a world of one, on ``device`` (None: :func:`pick_device`)."""
-    if "WORLD_SIZE" not in os.environ or dist.is_initialized():
-        if dist.is_initialized():
-            world = World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
-        else:
-            world = World()
-        return world, torch.device(device) if device is not None else pick_device()
-    world = World(_environment_int("RANK"), _environment_int("WORLD_SIZE"), _environment_int("LOCAL_RANK"))
     chosen = torch.device(device) if device is not None else pick_device()
+    if dist.is_initialized():  # joined already (the training command joins once for all its networks)
+        return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0))), chosen
+    if "WORLD_SIZE" not in os.environ:
+        return World(), chosen
+    world = World(_environment_int("RANK"), _environment_int("WORLD_SIZE"), _environment_int("LOCAL_RANK"))
     if chosen.type == "cuda":
         chosen = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(chosen)

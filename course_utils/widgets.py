@@ -318,6 +318,8 @@ class GuidanceExplorer:
         total = setting.steps
 
         def preview(step) -> None:
+            if self.current() != setting:  # asked for something else meanwhile: draw nothing
+                return
             png = grid_png(step.x0_hat)
             with self._lock:
                 if self.current() == setting and self.shown != setting:

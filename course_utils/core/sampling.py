@@ -137,9 +137,8 @@ class _Setup:
         if len(shape) < 2 or min(shape) < 1:
             raise ValueError(f"shape must be [B, ...] with every size >= 1, got {list(shape)}")
         self.guidance = guidance
-        self.use_classifier = guidance.uses_classifier
-        if (self.use_classifier or guidance.cfg_scale is not None) and y is None:
-            what = "classifier guidance" if self.use_classifier else "classifier-free guidance"
+        if (guidance.uses_classifier or guidance.cfg_scale is not None) and y is None:
+            what = "classifier guidance" if guidance.uses_classifier else "classifier-free guidance"
             raise ValueError(f"{what} needs the target class: pass y=<label> (an int or a LongTensor [B])")
         self.device = model_device(model, device)
         b = shape[0]
@@ -299,7 +298,7 @@ def _ddpm_steps(run, steps, autocast):
     for i, k in enumerate(range(chain.T - 1, -1, -1)):
         t_model = run.timesteps(model_ts[k])
         eps, x0 = run.denoise(x, t_model, autocast)
-        grad = run.grad(x, t_model) if run.use_classifier else None
+        grad = run.grad(x, t_model) if run.guidance.uses_classifier else None
         yield Step(i, model_ts[k], x, x0)
         x = ddpm_step(x, k, x0, chain, run.noise() if k > 0 else None, grad=grad, scale=run.guidance.classifier_scale)
     yield Step(chain.T, -1, x, x)
@@ -312,7 +311,7 @@ def _ddim_steps(run, steps, eta, autocast):
     for i, t_int in enumerate(ts):
         t = run.timesteps(t_int)
         eps, x0 = run.denoise(x, t, autocast)
-        if run.use_classifier:
+        if run.guidance.uses_classifier:
             eps = guided_eps(eps, sch.at(sch.alpha_bars, t, x), run.grad(x, t), run.guidance.classifier_scale)
             x0 = sch.x0_from_eps(x, t, eps)
             if run.clip_x0:
