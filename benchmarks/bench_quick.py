@@ -1,14 +1,15 @@
 """Quality against minutes for the quick recipes (the networks the notebooks train live).
 
-    python benchmarks/bench_quick.py --minutes 1 2 3 5
+    python benchmarks/bench_quick.py --minutes 1 2 3 5 [--seed 0]
+    python benchmarks/bench_quick.py --minutes default --seed 0 1 2   (each recipe's own budget, as the notebooks)
 
-For each budget: trains ddpm_x0, ddpm_eps, noisy_classifier and cfg_eps by their quick recipes
-(``python -m course_utils train NAME --quick --minutes M``, in this process, on this
+For each budget and seed: trains ddpm_x0, ddpm_eps, noisy_classifier and cfg_eps by their quick recipes
+(``python -m course_utils train NAME --quick --minutes M --seed S``, in this process, on this
 machine's CPU), then judges them with the shipped evaluator on 100 samples (10 of each
 digit): classifier-free guidance (DDIM-25) and classifier guidance (DDIM-25 and the
-respaced DDPM-100 chain) at their best scales, and, for 100 unguided DDIM-25 samples of the
-x0 and eps models, the realistic fraction (evaluation.realistic_fraction) and the Frechet
-distance beside the real-vs-real floor. Prints one table row per budget.
+respaced DDPM-100 chain) at their best scales, and, for 100 unguided samples of the x0 model (DDIM-25) and
+of the eps model (DDIM-25 and DDPM-100), the realistic fraction (evaluation.realistic_fraction) and the Frechet
+distance beside the real-vs-real floor. Prints the processor, then one table row per budget and seed.
 """
 from __future__ import annotations
 
@@ -25,10 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from course_utils import load_mnist, load_pretrained  # noqa: E402
 from course_utils.evaluation import evaluator_outputs, frechet_distance, generate, judge, realistic_fraction  # noqa: E402
 from course_utils.recipes import train_recipe  # noqa: E402
-from course_utils.core.sampling import ddim_sample  # noqa: E402
+from course_utils.core.device import cpu_summary  # noqa: E402
+from course_utils.core.sampling import ddim_sample, ddpm_sample  # noqa: E402
 
-CFG_SCALES = [1.0, 2.0, 3.0, 5.0]
-CG_SCALES = [2.0, 5.0, 10.0, 20.0]
+CFG_SCALES = [1.0, 2.0, 3.0, 5.0, 8.0]   # as notebook 6 (and 0, never the best)
+CG_SCALES = [2.0, 5.0, 10.0, 20.0]   # as notebook 5 (and 0, never the best)
 NAMES = ["ddpm_x0", "ddpm_eps", "noisy_classifier", "cfg_eps"]
 
 
@@ -42,9 +44,12 @@ def best(method, models, evaluator, scales, y, **kw):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minutes", type=float, nargs="+", default=[1, 2, 3, 5])
+    parser.add_argument("--minutes", nargs="+", default=["1", "2", "3", "5"],
+                        help="budgets in minutes, or 'default' for each recipe's own (2.5 / 2.5 / 2 / 3)")
+    parser.add_argument("--seed", type=int, nargs="+", default=[0])
     args = parser.parse_args()
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    print(f"processor: {cpu_summary()}")
     evaluator = load_pretrained("evaluator", device="cpu").model
     test, train = load_mnist(train=False, verbose=False), load_mnist(verbose=False)
     real = train.images[torch.randperm(len(train.images), generator=torch.Generator().manual_seed(0))[:100]]
@@ -53,33 +58,37 @@ def main() -> int:
     y = torch.arange(10).repeat_interleave(10)
     print(f"real-vs-real Frechet floor (100 training digits against the 1,000 test digits): {floor:.1f}; "
           f"realistic fraction of those 100 real digits: {realistic_fraction(evaluator_outputs(evaluator, real)[1], test_feats):.0%}")
-    print("| minutes | steps x0 / eps / clf / cfg | CFG DDIM-25 best (scale) | CG DDIM-25 best (scale) | CG DDPM-100 best (scale) "
-          "| unguided x0: realistic, Frechet | unguided eps: realistic, Frechet |")
-    print("| ---: | --- | --- | --- | --- | --- | --- |")
-    for minutes in args.minutes:
+    print("| minutes | seed | steps x0 / eps / clf / cfg | CFG DDIM-25 best (scale) | CG DDIM-25 best (scale) "
+          "| CG DDPM-100 best (scale) | unguided x0 DDIM-25: realistic, Frechet | unguided eps DDIM-25 | "
+          "unguided eps DDPM-100 |")
+    print("| ---: | ---: | --- | --- | --- | --- | --- | --- | --- |")
+    for minutes, seed in [(m, s) for m in args.minutes for s in args.seed]:
+        budget = None if minutes == "default" else float(minutes)
         with tempfile.TemporaryDirectory() as folder:
             steps = {}
             for name in NAMES:
                 start = time.perf_counter()
-                info = train_recipe(name, quick=True, minutes=minutes, device="cpu", weights_dir=Path(folder),
-                                    checkpoint_dir=Path(folder), progress=False, offline=True)
+                info = train_recipe(name, quick=True, minutes=budget, device="cpu", weights_dir=Path(folder),
+                                    checkpoint_dir=Path(folder), progress=False, offline=True, seed=seed)
                 steps[name] = info["steps"]
                 print(f"  {name}: {info['steps']} steps in {time.perf_counter() - start:.0f} s", flush=True)
             models = {n: load_pretrained(n, device="cpu", weights_dir=Path(folder)) for n in NAMES}
         (cfg, s_cfg), cfg_rows = best("cfg-ddim", models, evaluator, CFG_SCALES, y, steps=25)
         (cg, s_cg), cg_rows = best("classifier-ddim", models, evaluator, CG_SCALES, y, steps=25)
         (cg_p, s_cgp), cgp_rows = best("classifier-ddpm", models, evaluator, CG_SCALES, y, ddpm_steps=100)
-        fd, readable = {}, {}
-        for name, prediction in (("ddpm_x0", "x0"), ("ddpm_eps", "eps")):
+        unguided = {}
+        for name, sampler, kw in (("ddpm_x0", ddim_sample, {"steps": 25}), ("ddpm_eps", ddim_sample, {"steps": 25}),
+                                  ("ddpm_eps", ddpm_sample, {"steps": 100})):
             m = models[name]
-            x = ddim_sample(m.model, m.schedule, (100, 1, 32, 32), prediction=prediction, steps=25, progress=False,
-                            generator=torch.Generator().manual_seed(0))
+            x = sampler(m.model, m.schedule, (100, 1, 32, 32), prediction=m.prediction, progress=False,
+                        generator=torch.Generator().manual_seed(0), **kw)
             feats = evaluator_outputs(evaluator, x)[1]
-            fd[name], readable[name] = frechet_distance(feats, test_feats), realistic_fraction(feats, test_feats)
+            unguided[name, sampler] = (f"{realistic_fraction(feats, test_feats):.0%}, "
+                                       f"{frechet_distance(feats, test_feats):.0f}")
         print(f"  CFG {cfg_rows}\n  CG-DDIM {cg_rows}\n  CG-DDPM {cgp_rows}")
-        print(f"| {minutes:g} | {' / '.join(str(steps[n]) for n in NAMES)} | {cfg:.0%} ({s_cfg:g}) | {cg:.0%} ({s_cg:g}) "
-              f"| {cg_p:.0%} ({s_cgp:g}) | {readable['ddpm_x0']:.0%}, {fd['ddpm_x0']:.0f} "
-              f"| {readable['ddpm_eps']:.0%}, {fd['ddpm_eps']:.0f} |", flush=True)
+        print(f"| {minutes} | {seed} | {' / '.join(str(steps[n]) for n in NAMES)} | {cfg:.0%} ({s_cfg:g}) "
+              f"| {cg:.0%} ({s_cg:g}) | {cg_p:.0%} ({s_cgp:g}) | {unguided['ddpm_x0', ddim_sample]} "
+              f"| {unguided['ddpm_eps', ddim_sample]} | {unguided['ddpm_eps', ddpm_sample]} |", flush=True)
     return 0
 
 

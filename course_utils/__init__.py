@@ -20,14 +20,14 @@ from .core.sampling import (Guidance, Step, Trajectory, ddim_sample, ddim_step, 
                             record_trajectory, sampling_steps, spaced_timesteps)
 from .core.schedule import NoiseSchedule
 from .core.toy import GaussianMixture2D
-from .core.training import (EMA, Budget, denoiser_loss, fit, noisy_classifier_loss, one_cycle, train_classifier,
-                            train_denoiser)
+from .core.training import (EMA, Budget, denoiser_loss, fit, min_snr_timesteps, min_snr_weight, noisy_classifier_loss,
+                            one_cycle, train_classifier, train_denoiser)
 # the course's tooling
 from .budgets import fast_mode, sample_count, training_minutes
 from .live import LiveView, sample_preview
 from .plotting import image_grid, plot_chains, plot_losses, plot_schedules, plot_trajectory, show_images
 from .pretrained import load_model, load_pretrained, my_models_dir, save_my_model
-from .recipes import train_live
+from .recipes import LIVE_GOALS, train_live, trained_enough
 
 __all__ = [
     "NULL_LABEL",
@@ -41,6 +41,7 @@ __all__ = [
     "Guidance", "Step", "Trajectory", "ddim_sample", "ddim_step", "spaced_timesteps", "ddpm_sample", "ddpm_step", "predict",
     "record_trajectory", "sampling_steps",
     "NoiseSchedule", "GaussianMixture2D", "LiveView", "sample_preview", "load_model", "load_pretrained", "my_models_dir",
-    "save_my_model", "train_live",
-    "EMA", "Budget", "denoiser_loss", "fit", "one_cycle", "noisy_classifier_loss", "train_classifier", "train_denoiser",
+    "save_my_model", "train_live", "trained_enough", "LIVE_GOALS",
+    "EMA", "Budget", "denoiser_loss", "fit", "min_snr_timesteps", "min_snr_weight", "one_cycle", "noisy_classifier_loss",
+    "train_classifier", "train_denoiser",
 ]

@@ -99,14 +99,14 @@ def guided_steps(method: str, models: dict, y: torch.Tensor, scale: float, *, st
     shape = (len(y), 1, 32, 32)
     if method == "cfg-ddim":
         m = models["cfg_eps"]
-        return sampling_steps(m.model, m.schedule, shape, sampler="ddim", steps=steps, y=y, generator=generator,
-                              device=device, guidance=Guidance.classifier_free(scale, NULL_LABEL))
+        return sampling_steps(m.model, m.schedule, shape, sampler="ddim", steps=steps, prediction=m.prediction, y=y,
+                              generator=generator, device=device, guidance=Guidance.classifier_free(scale, NULL_LABEL))
     m, guidance = models["ddpm_eps"], Guidance.by_classifier(models["noisy_classifier"].model, scale)
     if method == "classifier-ddpm":
-        return sampling_steps(m.model, m.schedule, shape, sampler="ddpm", steps=ddpm_steps, y=y, generator=generator,
-                              device=device, guidance=guidance)
-    return sampling_steps(m.model, m.schedule, shape, sampler="ddim", steps=steps, y=y, generator=generator,
-                          device=device, guidance=guidance)
+        return sampling_steps(m.model, m.schedule, shape, sampler="ddpm", steps=ddpm_steps, prediction=m.prediction,
+                              y=y, generator=generator, device=device, guidance=guidance)
+    return sampling_steps(m.model, m.schedule, shape, sampler="ddim", steps=steps, prediction=m.prediction, y=y,
+                          generator=generator, device=device, guidance=guidance)
 
 
 def generate(method: str, models: dict, y: torch.Tensor, scale: float, *, steps: int = 50, generator=None,

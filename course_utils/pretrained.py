@@ -52,6 +52,11 @@ class Pretrained:
     owner: str = "shipped"            # "shipped" (inside the package) or "your" (trained in a notebook)
 
     @property
+    def prediction(self) -> str:
+        """What the network outputs, "eps", "x0" or "v", as its manifest records (the sampler's ``prediction``)."""
+        return self.info.get("prediction") or "eps"
+
+    @property
     def label(self) -> str:
         """Whose model this is and how long it trained, for figure titles."""
         how = f"{self.info['steps']:,} steps"

@@ -8,6 +8,7 @@ weights and their manifest entry.
 from __future__ import annotations
 
 import functools
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,12 +33,13 @@ class Recipe:
     architecture: type
     kwargs: dict
     steps: int | None               # None: as many as fit in ``minutes``
-    objective: str                  # "eps", "x0", "noisy-ce" or "clean-ce"
+    objective: str                  # "eps", "x0", "v", "noisy-ce" or "clean-ce"
     lr: float = 2e-3
     batch_size: int = 128
     ema_decay: float | None = 0.999
     conditional: bool = False
     cond_drop: float = 0.1
+    min_snr_gamma: float | None = None  # the denoiser's loss weighting (training.min_snr_weight); None: unweighted
     minutes: float | None = None    # a time budget (the quick recipes)
     warmup: float = 0.1             # the learning-rate shape over the budget (see training.one_cycle):
     lr_start: float = 0.04          # a linear rise from lr_start * lr over the first ``warmup`` of the run,
@@ -61,17 +63,19 @@ RECIPES = {
                         warmup=200 / 5000, **FULL_SHAPE),
 }
 
-# Sized for a few minutes on a laptop CPU: small networks, small batches, a one-cycle learning
-# rate planned for the time budget, and a short EMA (benchmarks/bench_quick.py measures them).
+# Sized for a few minutes on a laptop CPU: small networks, small batches (on a CPU the images a second hardly
+# change from batch 32 to 128, so a small batch gives more optimiser steps), a one-cycle learning rate planned for
+# the time budget, and a short EMA; the eps model draws its timesteps by min-SNR-5 and the conditional model
+# predicts v (benchmarks/bench_objectives.py compares the objectives, benchmarks/bench_quick.py measures these).
 QUICK_RECIPES = {
     "ddpm_x0": Recipe(TimeMapUNet, {"T": 1000, "channels": [16, 32, 32]}, None, "x0", lr=3e-3, batch_size=64,
                       ema_decay=0.995, minutes=2.5),
-    "ddpm_eps": Recipe(EpsUNet, {"channels": [16, 32, 32], "emb_dim": 64}, None, "eps", lr=3e-3, batch_size=64,
-                       ema_decay=0.995, minutes=2.5),
-    "cfg_eps": Recipe(EpsUNet, {"channels": [16, 32, 32], "emb_dim": 64, "num_classes": 10}, None, "eps", lr=3e-3,
-                      batch_size=64, ema_decay=0.995, conditional=True, minutes=3.0),
+    "ddpm_eps": Recipe(EpsUNet, {"channels": [16, 32, 32], "emb_dim": 64}, None, "eps", lr=3e-3, batch_size=32,
+                       ema_decay=0.995, min_snr_gamma=5.0, minutes=2.5),
+    "cfg_eps": Recipe(EpsUNet, {"channels": [16, 32, 32], "emb_dim": 64, "num_classes": 10}, None, "v", lr=3e-3,
+                      batch_size=32, ema_decay=0.995, conditional=True, minutes=3.0),
     "noisy_classifier": Recipe(NoisyClassifier, {"num_classes": 10, "channels": [16, 32, 64], "emb_dim": 64}, None,
-                               "noisy-ce", lr=2e-3, batch_size=128, ema_decay=None, minutes=2.0),
+                               "noisy-ce", lr=2e-3, batch_size=64, ema_decay=None, minutes=2.0),
 }
 assert set(RECIPES) == set(NAMES)
 
@@ -120,9 +124,10 @@ def network_ema_optimizer(r: Recipe, device: torch.device):
 def recipe_loss(r: Recipe, schedule, generator):
     """``loss(model, x0, y)`` of the recipe's objective (see training.py for the formulas)."""
     def loss_fn(m, x0, y):
-        if r.objective in ("eps", "x0"):
+        if r.objective in ("eps", "x0", "v"):
             return denoiser_loss(m, schedule, x0, y if r.conditional else None, prediction=r.objective,
-                                 cond_drop=r.cond_drop, null_label=NULL_LABEL, generator=generator)
+                                 cond_drop=r.cond_drop, null_label=NULL_LABEL, min_snr_gamma=r.min_snr_gamma,
+                                 generator=generator)
         if r.objective == "noisy-ce":
             return noisy_classifier_loss(m, schedule, x0, y, generator=generator)
         return F.cross_entropy(m(random_shift(x0, generator)).float(), y)
@@ -136,9 +141,10 @@ def manifest_entry(name: str, r: Recipe, *, command: str, data: str, steps: int,
         "name": name,
         "architecture": {"class": r.architecture.__name__, "kwargs": r.kwargs},
         "schedule": r.schedule,
-        "prediction": r.objective if r.objective in ("eps", "x0") else None,
+        "prediction": r.objective if r.objective in ("eps", "x0", "v") else None,
         "null_label": NULL_LABEL if r.conditional else None,
         "cond_drop": r.cond_drop if r.conditional else None,
+        "min_snr_gamma": r.min_snr_gamma,
         "command": command, "data": data,
         "steps": steps, "batch_size": r.batch_size, "lr": r.lr, "ema_decay": r.ema_decay, "seed": seed,
         "train_seconds": round(seconds, 1), "train_device": str(device),
@@ -280,6 +286,69 @@ def train_recipe(name: str, *, quick: bool = False, steps: int | None = None, mi
     return info
 
 
+@dataclass(frozen=True)
+class LiveGoal:
+    """What a notebook's live training of one network is held to.
+
+    ``steps``: the fewest optimiser steps for which the notebooks assert their quality floors (a model trained
+    for fewer, on a machine slower than any the course is tested on, is shown and measured, not failed).
+    ``slow_steps``, ``reaches``: what the default budget gave on the slowest machine tested, a 2-core x86-64 CPU
+    with AVX2 and no AVX-512 (fp32), and what the model reached there (benchmarks/bench_quick.py)."""
+    steps: int
+    slow_steps: int
+    reaches: str
+
+
+LIVE_GOALS = {
+    "ddpm_x0": LiveGoal(500, 700, "about 60% of DDIM samples realistic"),
+    "ddpm_eps": LiveGoal(900, 1300, "about 50% of DDPM-100 samples realistic"),
+    "noisy_classifier": LiveGoal(700, 1000, "about 95% accuracy at t = 100"),
+    "cfg_eps": LiveGoal(1100, 1600, "about 95% of samples the requested digit at its best scale"),
+}
+
+
+def trained_enough(m: Pretrained) -> bool:
+    """Whether ``m`` is held to the notebooks' quality floors: a shipped model always; the learner's own when it
+    trained at least the steps of its :data:`LIVE_GOALS` (its manifest records how many)."""
+    goal = LIVE_GOALS.get(m.info.get("name"))
+    return m.owner != "your" or goal is None or m.info.get("steps", 0) >= goal.steps
+
+
+class _Forecast:
+    """A training callback that, once a few steps are timed, says how many steps the budget will give on this
+    machine, what that reached on the slowest machine tested, and, where it falls short of the steps the
+    notebook's quality checks need, how many minutes would reach them."""
+
+    def __init__(self, name: str, minutes: float, then, clock=time.perf_counter, after: int = 20, warmup: int = 5):
+        self.name, self.seconds, self.then, self.clock = name, 60.0 * minutes, then, clock
+        self.after, self.warmup, self.begun, self.marks = after, warmup, clock(), {}
+        self.message = None
+
+    def __call__(self, step: int, losses: list) -> None:
+        if self.message is None and step + 1 in (self.warmup, self.after):
+            self.marks[step + 1] = self.clock()
+            if step + 1 == self.after:
+                self.message = self.forecast()
+                print(self.message, flush=True)
+        self.then(step, losses)
+
+    def forecast(self) -> str:
+        per_step = (self.marks[self.after] - self.marks[self.warmup]) / (self.after - self.warmup)
+        used = self.marks[self.after] - self.begun
+        expected = self.after + max(0.0, self.seconds - used) / max(per_step, 1e-9)
+        goal = LIVE_GOALS[self.name]
+        text = (f"{per_step * 1000:.0f} ms a step here: about {expected:,.0f} steps in {self.seconds / 60:g} min. "
+                f"On a 2-core AVX2 laptop CPU the default budget gives about {goal.slow_steps:,} steps, "
+                f"{goal.reaches}.")
+        if expected < goal.steps:
+            need = (used + (goal.steps - self.after) * per_step) / 60
+            text += (f"\nThis machine is slower than any the course is tested on: {expected:,.0f} steps are fewer "
+                     f"than the {goal.steps:,} the quality checks below need, so they will be skipped. For a model "
+                     f"that meets them, set TRAIN_MINUTES = {math.ceil(need * 2) / 2:g} and run this cell again; "
+                     "or let it finish: the notebook shows the shipped model beside yours either way.")
+        return text
+
+
 def train_live(name: str, loss_fn, tensors, *, minutes: float, preview=None, every: float = 25.0, device=None,
                generator=None, title: str | None = None):
     """Train network ``name`` of its quick recipe in a notebook, with the notebook's own
@@ -299,7 +368,8 @@ def train_live(name: str, loss_fn, tensors, *, minutes: float, preview=None, eve
     view = LiveView(lambda ax: preview(shown(), ax) if preview else ax.set_axis_off(), every=every, title=title)
     start = time.perf_counter()
     losses = fit(model, loss_fn, tensors, minutes=minutes, batch_size=r.batch_size, optimizer=optimizer,
-                 lr_shape=lr_shape(r), ema=ema, device=device, generator=generator, desc=title, callback=view)
+                 lr_shape=lr_shape(r), ema=ema, device=device, generator=generator, desc=title,
+                 callback=_Forecast(name, minutes, view))
     seconds = time.perf_counter() - start
     view.finish(losses)
     final = shown().eval()

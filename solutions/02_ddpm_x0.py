@@ -250,6 +250,8 @@ for name in fd:
     print(f"{name}: Frechet distance {fd[name]:.0f}, {realistic[name]:.0%} realistic")
 assert fd[shipped_label] < 3 * floor and realistic[shipped_label] > 0.7
 assert fd[shipped_label] < fd[mine.label] and realistic[shipped_label] > realistic[mine.label]
+if cu.trained_enough(mine):   # the default budget's runs behind this floor are in the README
+    assert realistic[mine.label] >= 0.35
 
 # %% [markdown]
 # ## 2.7 Why the U-Net has skip connections

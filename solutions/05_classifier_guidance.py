@@ -365,10 +365,10 @@ x = generate("classifier-ddim", models, y_all, best, steps=25, generator=torch.G
 ddim_at_best = judge(evaluator, x, y_all)["accuracy"]
 print(f"the same {len(y_all)}, DDIM-25 eps shift at s = {best:g}: accuracy {ddim_at_best:.0%}")
 assert cg_sweep[0.0]["accuracy"] < 0.3     # unguided: about one in ten is the requested digit
-# models trained for a few minutes or more lift it to well over half (from 62% to 93% in benchmarks/bench_quick.py
-# with 2 and 3 minutes of training; the shipped ones, trained for longer, to 98%)
-trained_for_minutes = min(m.info.get("minutes", float("inf")) for m in models.values()) >= 2
-if trained_for_minutes:
+# models trained for their default budgets lift it to well over half (see the floor's runs in the README);
+# models trained for fewer steps than cu.LIVE_GOALS asks, on a machine slower than any tested, are not held to it
+trained_enough = all(cu.trained_enough(m) for m in models.values())
+if trained_enough:
     assert cg_sweep[best]["accuracy"] >= 0.6
 
 # %% [markdown]
@@ -384,7 +384,7 @@ measured = sweep_grids("classifier-ddpm", models, evaluator, torch.full((16,), 9
 plt.suptitle(whose, y=1.04)
 plt.show()
 assert measured[0.0]["accuracy"] < 0.5
-if trained_for_minutes:   # guidance pulls the samples toward one digit: they grow alike
+if trained_enough:   # guidance pulls the samples toward one digit: they grow alike
     assert measured[20.0]["diversity"] < measured[0.0]["diversity"]
 
 # %% [markdown]

@@ -7,6 +7,7 @@
 #
 # **Learning goals**
 # - conditioning dropout with a null label, so one network learns $\varepsilon_\theta(x_t, t, y)$ and $\varepsilon_\theta(x_t, t, \varnothing)$;
+# - predicting the velocity $v$ instead of $\varepsilon$ (what it buys a network trained for minutes), and guidance from it;
 # - the guided prediction $\varepsilon_u + s\,(\varepsilon_c - \varepsilon_u)$, and the other convention $w = s - 1$;
 # - a sweep of scales, and classifier against classifier-free guidance on the same digits at matched accuracy;
 # - the limitations of classifier guidance, with evidence.
@@ -62,10 +63,46 @@ def drop_labels(y, p_uncond, null_label, u):
 checks.check_drop_labels(drop_labels)
 
 # %% [markdown]
-# Now train a class-conditional eps U-Net (channels 16, 32, 32; the label's embedding is added to the time
-# embedding) with your dropout, $p_\text{uncond} = 0.1$, for `TRAIN_MINUTES`. Every 25 s the figure redraws
-# the digits 0 to 9, sampled with classifier-free guidance at $s = 3$ from the same starting noise: within
-# a minute or two each column turns into the digit it was asked for. The model is saved to `my_models/`.
+# ### What the network predicts: the velocity $v$
+#
+# A network trained for minutes is wrong by a little everywhere, and the target it predicts decides where that
+# little costs most. Read back as a clean image, an eps error is magnified at large $t$:
+# $\hat x_0 - x_0 = -\frac{\sqrt{1-\bar\alpha_t}}{\sqrt{\bar\alpha_t}}\,(\hat\varepsilon - \varepsilon)$, a factor
+# $1/\sqrt{\mathrm{SNR}_t}$ that reaches about 150 at $t = 999$. Those nearly pure-noise steps are where a sample
+# decides which digit it becomes, so they are where guidance acts. Salimans and Ho (2022) predict the **velocity**
+#
+# $$v = \sqrt{\bar\alpha_t}\,\varepsilon - \sqrt{1-\bar\alpha_t}\,x_0 ,$$
+#
+# and read both back from it with no division, as $x_t$ and $v$ are $x_0$ and $\varepsilon$ turned by one angle
+# ($\sqrt{\bar\alpha_t}^2 + \sqrt{1-\bar\alpha_t}^2 = 1$):
+#
+# $$x_0 = \sqrt{\bar\alpha_t}\,x_t - \sqrt{1-\bar\alpha_t}\,v, \qquad
+#   \varepsilon = \sqrt{1-\bar\alpha_t}\,x_t + \sqrt{\bar\alpha_t}\,v .$$
+#
+# No coefficient exceeds 1, so an error in $v$ is never magnified in $\hat x_0$ or $\hat\varepsilon$. In terms of the
+# clean image, $\lVert\hat v - v\rVert^2 = (\mathrm{SNR}_t + 1)\lVert\hat x_0 - x_0\rVert^2$, where the eps loss of
+# notebook 3 weighs it by $\mathrm{SNR}_t$: v-prediction gives the noisy steps their due. What it buys at equal CPU
+# time, measured by `benchmarks/bench_objectives.py --cfg` (the quick network, 150 s, 100 DDIM-25 samples, the
+# evaluator's accuracy): see the README's table of objectives. The schedule's `v_target`, `x0_from_v` and
+# `eps_from_v` are the three formulas above; the next cell checks that they invert each other.
+
+# %%
+x0_check, noise_check = mnist.images[:8], torch.randn(8, 1, 32, 32, generator=g)
+t_check = torch.tensor([0, 1, 50, 200, 500, 800, 990, 999])
+x_t_check = schedule.q_sample(x0_check, t_check, noise_check)
+v_check = schedule.v_target(x0_check, t_check, noise_check)
+assert torch.allclose(schedule.x0_from_v(x_t_check, t_check, v_check), x0_check, atol=1e-5)
+assert torch.allclose(schedule.eps_from_v(x_t_check, t_check, v_check), noise_check, atol=1e-5)
+magnify = ((1 - schedule.alpha_bars) / schedule.alpha_bars).sqrt()
+print(f"an eps error read back as x0 is multiplied by {magnify[999]:.0f} at t = 999, {magnify[500]:.1f} at "
+      f"t = 500, {magnify[50]:.2f} at t = 50; a v error by at most 1 at every t")
+
+# %% [markdown]
+# Now train a class-conditional U-Net (channels 16, 32, 32; the label's embedding is added to the time
+# embedding) to predict $v$, with your dropout, $p_\text{uncond} = 0.1$, for `TRAIN_MINUTES`. Every 25 s the
+# figure redraws the digits 0 to 9, sampled with classifier-free guidance at $s = 3$ from the same starting noise:
+# within a minute or two each column turns into the digit it was asked for. The model is saved to `my_models/`,
+# its manifest saying it predicts v, so every sampler reads its output right.
 
 # %%
 def cfg_training_loss(m, x0, y):
@@ -73,16 +110,16 @@ def cfg_training_loss(m, x0, y):
     t = torch.randint(0, schedule.T, (b,), generator=g).to(x0.device)
     noise = torch.randn(x0.shape, generator=g).to(x0.device)
     y = drop_labels(y, 0.1, 10, torch.rand(b, generator=g).to(x0.device))
-    x_t = schedule.to(x0.device).q_sample(x0, t, noise)
-    return F.mse_loss(m(x_t, t, y), noise)
+    s = schedule.to(x0.device)
+    return F.mse_loss(m(s.q_sample(x0, t, noise), t, y), s.v_target(x0, t, noise))
 
 
-preview = cu.sample_preview(schedule, y=torch.arange(10), cfg_scale=3.0, n=10)
+preview = cu.sample_preview(schedule, prediction="v", y=torch.arange(10), cfg_scale=3.0, n=10)
 mine, losses = cu.train_live("cfg_eps", cfg_training_loss, (mnist.images, mnist.labels),
                              minutes=TRAIN_MINUTES, device=device, generator=g, preview=preview,
-                             title="your conditional U-Net")
+                             title="your conditional U-Net (v-prediction)")
 print(f"{len(losses):,} steps in {mine.info['train_seconds']:.0f} s")
-assert len(losses) > 0 and all(l == l for l in losses)
+assert len(losses) > 0 and all(l == l for l in losses) and mine.prediction == "v"
 
 # %% [markdown]
 # ## 6.3 The guided prediction
@@ -128,6 +165,23 @@ assert torch.allclose(guide(eps_u, eps_c, w + 1), (1 + w) * eps_c - w * eps_u, a
 print(f"one network, two predictions: |eps_c - eps_u| = {(eps_c - eps_u).norm() / eps_u.norm():.2f} of |eps_u| at t = 600")
 
 # %% [markdown]
+# Your network predicts $v$, not $\varepsilon$. Guidance carries over unchanged: at fixed $x_t$ and $t$,
+# $\varepsilon = a\,x_t + b\,v$ with the same $a = \sqrt{1-\bar\alpha_t}$, $b = \sqrt{\bar\alpha_t}$ for both predictions, and the
+# weights $1 - s$ and $s$ of the guided prediction sum to 1, so
+# $\varepsilon_u + s(\varepsilon_c - \varepsilon_u) = a\,x_t + b\,\big(v_u + s(v_c - v_u)\big)$: guide the two $v$ and convert, or convert
+# and guide, the same $\hat\varepsilon$. Classifier guidance, which needs $\hat\varepsilon$ (DDIM) or $\hat x_0$ (DDPM), reads them
+# from $v$ with the formulas above. Checked on your model, with your `guide`:
+
+# %%
+with torch.no_grad():
+    v_u = mine.model(x_t.to(device), t.to(device), torch.full((4,), 10, device=device)).cpu()
+    v_c = mine.model(x_t.to(device), t.to(device), torch.full((4,), 9, device=device)).cpu()
+guided_then_converted = schedule.eps_from_v(x_t, t, guide(v_u, v_c, 3.0))
+converted_then_guided = guide(schedule.eps_from_v(x_t, t, v_u), schedule.eps_from_v(x_t, t, v_c), 3.0)
+print(f"largest difference: {(guided_then_converted - converted_then_guided).abs().max():.1e}")
+assert torch.allclose(guided_then_converted, converted_then_guided, atol=1e-5)
+
+# %% [markdown]
 # ## 6.4 Your model: a sweep of scales
 #
 # DDIM-25 with your conditional model, 100 samples (10 of each digit) at each scale, from the same starting
@@ -151,8 +205,9 @@ mine_measured = sweep_grids("cfg-ddim", yours, evaluator, torch.full((16,), 9), 
 plt.suptitle(yours["cfg_eps"].label, y=1.04)
 plt.show()
 assert cfg_sweep[0.0]["accuracy"] < 0.3   # s = 0 ignores the label: about one in ten is the requested digit
-# 3 minutes of training reached 92% in benchmarks/bench_quick.py (2 minutes: 72%); we ask for 80%
-if yours["cfg_eps"].info.get("minutes", float("inf")) >= 3:
+# the default budget's runs behind this floor are in the README; a model trained for fewer steps than
+# cu.LIVE_GOALS asks (a machine slower than any tested) is not held to it
+if cu.trained_enough(yours["cfg_eps"]):
     assert cfg_sweep[best]["accuracy"] >= 0.8
 
 # %% [markdown]
@@ -217,7 +272,7 @@ mine = yours["cfg_eps"]
 both = {}
 for s in (0.0, 2.0, 5.0):
     x = cu.ddim_sample(conditional_on(mine.model, y), mine.schedule, (len(y), 1, 32, 32), y=y,
-                       classifier=noisy_guide, classifier_scale=s, steps=25,
+                       prediction=mine.prediction, classifier=noisy_guide, classifier_scale=s, steps=25,
                        generator=torch.Generator().manual_seed(2), progress=False)
     both[s] = judge(evaluator, x, y, reference=reference)
     print(f"{mine.label} at s = 1 + classifier guidance s = {s:g}: accuracy {both[s]['accuracy']:.0%}, "

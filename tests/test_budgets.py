@@ -198,3 +198,45 @@ def test_every_recipe_trains_on_full_mnist_when_torchvision_can_get_it(tmp_path,
                             offline=False, progress=False)
         assert info["data"] == "MNIST torchvision, 60000 training digits", (name, info["data"])
     assert asked == [True] * len(RECIPES)
+
+
+def test_the_forecast_says_what_the_budget_gives_and_what_a_too_slow_machine_needs(capsys):
+    from course_utils.recipes import LIVE_GOALS, _Forecast
+
+    goal = LIVE_GOALS["ddpm_eps"]
+    for per_step, short in ((0.05, False), (1.0, True)):   # 50 ms a step: 3,000 in 2.5 min; 1 s a step: 150
+        now, seen = [0.0], []
+        forecast = _Forecast("ddpm_eps", 2.5, lambda step, losses: seen.append(step), clock=lambda: now[0])
+        for step in range(40):
+            now[0] = 2.0 + per_step * (step + 1)   # 2 s before the first step, then per_step a step
+            forecast(step, [])
+        out = capsys.readouterr().out
+        assert seen == list(range(40)) and out.count("ms a step") == 1      # said once, and every step passed on
+        expected = 20 + (150 - (2.0 + per_step * 20)) / per_step
+        assert f"about {expected:,.0f} steps in 2.5 min" in out and f"{goal.slow_steps:,} steps" in out
+        assert ("slower than any the course is tested on" in out) == short
+        if short:   # the minutes that give the goal's steps at this speed, rounded up to half a minute
+            need = (2.0 + per_step * 20 + (goal.steps - 20) * per_step) / 60
+            assert f"TRAIN_MINUTES = {math.ceil(need * 2) / 2:g}" in out
+
+
+def test_trained_enough_holds_the_learners_models_to_the_floors_only_past_the_goal_steps():
+    from course_utils.pretrained import Pretrained
+    from course_utils.recipes import LIVE_GOALS
+
+    need = LIVE_GOALS["cfg_eps"].steps
+    assert cu.trained_enough(Pretrained(None, None, {"name": "cfg_eps", "steps": 10}))            # shipped
+    assert not cu.trained_enough(Pretrained(None, None, {"name": "cfg_eps", "steps": need - 1}, owner="your"))
+    assert cu.trained_enough(Pretrained(None, None, {"name": "cfg_eps", "steps": need}, owner="your"))
+
+
+def test_the_quick_recipes_record_what_their_networks_predict(tmp_path):
+    from course_utils.recipes import recipe_for, train_recipe
+
+    assert recipe_for("cfg_eps", quick=True).objective == "v" and recipe_for("cfg_eps").objective == "eps"
+    info = train_recipe("cfg_eps", quick=True, steps=2, device="cpu", weights_dir=tmp_path, checkpoint_dir=tmp_path,
+                        progress=False, offline=True)
+    assert info["prediction"] == "v"
+    assert cu.load_pretrained("cfg_eps", device="cpu", weights_dir=tmp_path).prediction == "v"
+    assert cu.load_pretrained("cfg_eps", device="cpu").prediction == "eps"
+    assert recipe_for("ddpm_eps", quick=True).min_snr_gamma == 5.0

@@ -67,8 +67,14 @@ def test_denoiser_loss_targets():
     # an oracle x0-model has zero x0-loss; predicting zeros as eps costs E[eps^2] = 1
     assert denoiser_loss(lambda x, t: x0, s, x0, prediction="x0", generator=g).item() == 0.0
     assert denoiser_loss(lambda x, t: torch.zeros_like(x), s, x0, generator=g).item() == pytest.approx(1.0, abs=0.15)
-    with pytest.raises(ValueError, match="'eps' or 'x0'"):
-        denoiser_loss(lambda x, t: x, s, x0, prediction="v")
+    # an oracle v-model (v = sqrt(ab) eps - sqrt(1 - ab) x0, read off x_t and the true x0) has zero v-loss
+    def oracle_v(x_t, t):
+        ab = s.alpha_bars[t][:, None]
+        eps = (x_t - ab.sqrt() * x0) / (1 - ab).sqrt()
+        return ab.sqrt() * eps - (1 - ab).sqrt() * x0
+    assert denoiser_loss(oracle_v, s, x0, prediction="v", generator=g).item() < 1e-8
+    with pytest.raises(ValueError, match="'eps', 'x0' or 'v'"):
+        denoiser_loss(lambda x, t: x, s, x0, prediction="velocity")
 
 
 def test_training_a_toy_denoiser_lowers_its_loss(toy):
@@ -103,3 +109,39 @@ def test_ema_warm_up_forgets_the_initial_weights_fast():
         ema.update(a)
     # with a fixed decay of 0.999, 90% of the initial weights would remain after 100 updates
     assert torch.allclose(ema.model.weight, torch.ones(2, 2), atol=0.2)
+
+
+def test_min_snr_weights_and_the_timesteps_they_draw():
+    from course_utils import min_snr_timesteps, min_snr_weight
+
+    s = NoiseSchedule()
+    t = torch.arange(1000)
+    snr = s.alpha_bars / (1 - s.alpha_bars)
+    w = min_snr_weight(s, t, 5.0)
+    assert torch.allclose(w, torch.minimum(snr, torch.tensor(5.0)) / snr)
+    assert torch.allclose(min_snr_weight(s, t, 5.0, "v"), torch.minimum(snr, torch.tensor(5.0)) / (snr + 1))
+    assert torch.allclose(min_snr_weight(s, t, 5.0, "x0"), torch.minimum(snr, torch.tensor(5.0)))
+    assert w[0] < 1e-3 and (w[snr <= 5] == 1).all()
+    # t is drawn with probability w_t / sum w: nearly clean steps rarely, the rest uniformly
+    draws = min_snr_timesteps(s, 200_000, 5.0, generator=torch.Generator().manual_seed(0))
+    counts = torch.bincount(draws, minlength=1000).float() / len(draws)
+    p = w / w.sum()
+    assert counts[:10].sum() < 0.002 and torch.allclose(counts[500:], p[500:], atol=6e-4)
+    # denoiser_loss with min_snr_gamma draws its t that way: its x0 loss of the oracle is still 0
+    x0 = torch.randn(64, 2)
+    assert denoiser_loss(lambda x, t: x0, s, x0, prediction="x0", min_snr_gamma=5.0).item() == 0.0
+
+
+def test_bf16_autocast_is_off_when_the_vector_instructions_are_capped(monkeypatch):
+    from course_utils.core import device
+
+    monkeypatch.setattr(device, "cpu_vector_isa", lambda: "AVX512")
+    monkeypatch.setattr(device, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert device.cpu_has_fast_bf16()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")          # oneDNN capped below bf16: fp32
+    assert not device.cpu_has_fast_bf16()
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    monkeypatch.setattr(device, "cpu_vector_isa", lambda: "AVX2")   # ATEN_CPU_CAPABILITY=avx2: fp32
+    assert not device.cpu_has_fast_bf16() and "AVX2" in device.cpu_summary()

@@ -26,18 +26,22 @@ def assert_reproduces_mixture(toy, x, weights=None, tol=0.035):
         assert pts.std(0).mean().item() == pytest.approx(toy.std, rel=0.2), (k, pts.std(0))
 
 
-@pytest.mark.parametrize("prediction", ["eps", "x0"])
+def exact_model(toy, schedule, prediction):
+    return {"eps": toy.eps_model, "x0": toy.x0_model, "v": toy.v_model}[prediction](schedule)
+
+
+@pytest.mark.parametrize("prediction", ["eps", "x0", "v"])
 def test_ddpm_reproduces_the_mixture_with_the_exact_model(toy, linear, prediction):
-    model = toy.eps_model(linear) if prediction == "eps" else toy.x0_model(linear)
+    model = exact_model(toy, linear, prediction)
     g = torch.Generator().manual_seed(0)
     x = ddpm_sample(model, linear, (N, 2), prediction=prediction, generator=g, progress=False)
     assert x.shape == (N, 2) and x.dtype == torch.float32
     assert_reproduces_mixture(toy, x)
 
 
-@pytest.mark.parametrize("prediction", ["eps", "x0"])
+@pytest.mark.parametrize("prediction", ["eps", "x0", "v"])
 def test_ddim_reproduces_the_mixture_with_the_exact_model(toy, linear, prediction):
-    model = toy.eps_model(linear) if prediction == "eps" else toy.x0_model(linear)
+    model = exact_model(toy, linear, prediction)
     g = torch.Generator().manual_seed(1)
     x = ddim_sample(model, linear, (N, 2), prediction=prediction, generator=g, progress=False, steps=100)
     assert_reproduces_mixture(toy, x)
@@ -146,7 +150,7 @@ def test_no_noise_is_added_at_the_last_step(toy, linear):
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
-    (dict(prediction="v"), ValueError, "prediction must be 'eps' or 'x0'"),
+    (dict(prediction="velocity"), ValueError, "prediction must be 'eps', 'x0' or 'v'"),
     (dict(classifier_scale=-1.0, classifier="c", y=1), ValueError, "classifier_scale must be a finite number >= 0"),
     (dict(classifier_scale=math.nan, classifier="c", y=1), ValueError, "classifier_scale"),
     (dict(classifier_scale=2.0), ValueError, "needs a classifier"),
@@ -251,3 +255,15 @@ def test_guidance_object_is_the_same_as_the_sampler_keywords(linear, toy):
         end(guidance=Guidance.none(), cfg_scale=2.0)
     with pytest.raises(ValueError, match="needs a classifier"):
         Guidance(classifier_scale=1.0)
+
+
+@pytest.mark.parametrize("prediction", ["x0", "v"])
+def test_guidance_from_x0_or_v_equals_guidance_from_eps(toy, linear, prediction):
+    """The same exact model read as x0 or v gives the same guided chain as read as eps, for classifier-free
+    guidance (applied to the raw output) and for classifier guidance (applied through eps)."""
+    clf = toy.classifier(linear)
+    for kw in (dict(cfg_scale=3.0, null_label=toy.K), dict(classifier=clf, classifier_scale=2.0)):
+        x = {p: ddim_sample(exact_model(toy, linear, p), linear, (64, 2), prediction=p, y=1, steps=20,
+                            generator=torch.Generator().manual_seed(4), progress=False, **kw)
+             for p in ("eps", prediction)}
+        assert torch.allclose(x["eps"], x[prediction], atol=1e-3), kw

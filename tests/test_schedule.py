@@ -70,6 +70,18 @@ def test_x0_eps_round_trips(linear):
     assert torch.allclose(linear.eps_from_x0(x_t, t, linear.x0_from_eps(x_t, t, eps)), eps, atol=1e-4)
 
 
+def test_v_round_trips(linear):
+    """v = sqrt(ab) eps - sqrt(1 - ab) x0, and (x_t, v) gives back both x0 and eps exactly (no division)."""
+    g = torch.Generator().manual_seed(7)
+    x0, eps = torch.randn(64, 1, 8, 8, generator=g), torch.randn(64, 1, 8, 8, generator=g)
+    t = torch.cat([torch.tensor([0, 999]), torch.randint(0, 1000, (62,), generator=g)])
+    x_t, v = linear.q_sample(x0, t, eps), linear.v_target(x0, t, eps)
+    ab = linear.alpha_bars[t].view(-1, 1, 1, 1)
+    assert torch.allclose(v, ab.sqrt() * eps - (1 - ab).sqrt() * x0)
+    assert torch.allclose(linear.x0_from_v(x_t, t, v), x0, atol=1e-5)
+    assert torch.allclose(linear.eps_from_v(x_t, t, v), eps, atol=1e-5)
+
+
 def test_posterior_mean_from_x0_equals_the_mean_from_eps(linear):
     g = torch.Generator().manual_seed(2)
     x_t, eps = torch.randn(64, 2, generator=g), torch.randn(64, 2, generator=g)

@@ -45,13 +45,27 @@ def cpu_flags() -> set[str]:
     return set()
 
 
-def cpu_has_fast_bf16() -> bool:
-    """True when this CPU has bfloat16 units: AMX tiles, or AVX-512 BF16 instructions.
+def cpu_vector_isa() -> str:
+    """The widest vector instructions PyTorch's CPU kernels use here: "AVX512", "AVX2", "DEFAULT", ...
+    (``torch.backends.cpu.get_cpu_capability``). ``ATEN_CPU_CAPABILITY=avx2`` lowers it, which with
+    ``ONEDNN_MAX_CPU_ISA=AVX2`` makes an AVX-512 machine compute like an AVX2-only one."""
+    probe = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)
+    return probe() if probe is not None else "DEFAULT"
 
-    On a 2-core CPU with AVX-512 BF16 and no AMX, benchmarks/bench_cpu.py measured a bf16
-    autocast training step 1.8x as fast as fp32 channels_last for the shipped-size eps U-Net
-    (496 against 871 ms at batch 128) and 1.5x for the size the notebooks train live.
+
+def onednn_allows_bf16() -> bool:
+    """False when ``ONEDNN_MAX_CPU_ISA`` caps oneDNN (the convolutions' library) below the bf16 instructions."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()
+    return cap == "ALL" or cap.startswith(("AVX512_CORE_BF16", "AVX512_CORE_AMX", "AVX10"))
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when this CPU has bfloat16 units (AMX tiles, or AVX-512 BF16 instructions) and PyTorch may use
+    them: neither ``ATEN_CPU_CAPABILITY`` nor ``ONEDNN_MAX_CPU_ISA`` caps it below AVX-512.
+    (benchmarks/bench_cpu.py measures what bf16 autocast buys.)
     """
+    if not cpu_vector_isa().startswith("AVX512") or not onednn_allows_bf16():
+        return False
     probe = getattr(getattr(torch, "cpu", None), "_is_amx_tile_supported", None)
     try:
         if probe is not None and probe():
@@ -59,6 +73,17 @@ def cpu_has_fast_bf16() -> bool:
     except RuntimeError:
         pass
     return "avx512_bf16" in cpu_flags()
+
+
+def cpu_summary() -> str:
+    """One line on the processor a figure was measured on: PyTorch's vector ISA, the AVX-512 / AMX flags,
+    whether bf16 autocast is used, and the threads: e.g. "AVX2 (no AVX-512), fp32, 2 threads"."""
+    wide = sorted(f for f in cpu_flags() if f.startswith(("avx512", "amx")))
+    isa = cpu_vector_isa()
+    capped = " (capped by ATEN_CPU_CAPABILITY)" if os.environ.get("ATEN_CPU_CAPABILITY") else ""
+    flags = ", ".join(wide) if wide else "no AVX-512"
+    precision = "bf16 autocast" if cpu_has_fast_bf16() else "fp32"
+    return f"{isa}{capped} [{flags}], {precision}, {torch.get_num_threads()} threads"
 
 
 def bf16_is_fast(device) -> bool:

@@ -16,13 +16,13 @@ from tqdm.auto import tqdm
 from .device import autocast_for
 from .guidance import NULL_LABEL, cfg_eps, validate_labels, validate_scale, classifier_grad, guided_eps, guided_mean
 
-PREDICTIONS = ("eps", "x0")
+PREDICTIONS = ("eps", "x0", "v")
 
 
 def validate_prediction(prediction: str) -> str:
-    """What a model outputs must be "eps" or "x0"."""
+    """What a model outputs must be "eps", "x0" or "v" (the velocity, :meth:`NoiseSchedule.v_target`)."""
     if prediction not in PREDICTIONS:
-        raise ValueError(f"prediction must be 'eps' or 'x0', got {prediction!r}")
+        raise ValueError(f"prediction must be 'eps', 'x0' or 'v', got {prediction!r}")
     return prediction
 
 
@@ -54,7 +54,7 @@ def predict(model, schedule, x_t, t, *, prediction="eps", y=None, cfg_scale=None
       ``cfg_eps(eps_u, eps_c, cfg_scale)``, done as one batch of 2B.
     - otherwise ``model(x_t, t, y)`` when ``conditional``, else ``model(x_t, t)``.
 
-    The model's output is read as eps or x0 according to ``prediction``; the other is
+    The model's output is read as eps, x0 or v according to ``prediction``; the others are
     derived with the schedule. With ``clip_x0`` the x0 estimate is clamped to [-1, 1]
     and eps recomputed from it, so the pair stays consistent.
     """
@@ -70,14 +70,17 @@ def predict(model, schedule, x_t, t, *, prediction="eps", y=None, cfg_scale=None
             out = _validate_output(out, x_t)
     x_t = x_t.float()
     if cfg_scale is not None:
-        # guidance is linear, so it may be applied to x0 predictions just as well as to eps
+        # eps, x0 and v are each a + b * (the other) at fixed x_t and t, with weights summing to 1 in the guidance:
+        # so guiding the model's output, whichever it is, gives the same eps_hat as guiding eps
         out = cfg_eps(out_u, out_c, cfg_scale)
     if prediction == "eps":
         eps = out
         x0 = schedule.x0_from_eps(x_t, t, eps)
-    else:
+    elif prediction == "x0":
         x0 = out
         eps = schedule.eps_from_x0(x_t, t, x0)
+    else:
+        x0, eps = schedule.x0_from_v(x_t, t, out), schedule.eps_from_v(x_t, t, out)
     if clip_x0:
         x0 = x0.clamp(-1, 1)
         eps = schedule.eps_from_x0(x_t, t, x0)
@@ -341,7 +344,7 @@ def ddpm_sample(model, schedule, shape, *, prediction="eps", y=None, classifier=
         mu  = mu + s * Sigma_t * grad log p(y | x_t)  (classifier guidance, Sigma_t = posterior variance)
         x_{t-1} = mu + sqrt(Sigma_t) z,  z ~ N(0, I), and no noise at t = 0, whose output is the sample.
 
-    ``prediction``: what the model outputs, "eps" or "x0". ``y``: target class(es).
+    ``prediction``: what the model outputs, "eps", "x0" or "v". ``y``: target class(es).
     ``classifier``/``classifier_scale``: classifier guidance (the model is then called
     unconditionally). ``cfg_scale``: classifier-free guidance with a conditional model
     (None = off; with ``y`` and no guidance the model is called as ``model(x, t, y)``).

@@ -162,6 +162,25 @@ class NoiseSchedule(nn.Module):
         ab = self.at(self.alpha_bars, t, x_t)
         return (x_t - ab.sqrt() * x0) / (1 - ab).sqrt()
 
+    def v_target(self, x0: torch.Tensor, t, noise: torch.Tensor) -> torch.Tensor:
+        """The velocity of Salimans & Ho (2022):  v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0.
+
+        With a = sqrt(alpha_bar_t), b = sqrt(1 - alpha_bar_t) (so a^2 + b^2 = 1), x_t = a x_0 + b eps and
+        v = a eps - b x_0 are x_0 and eps turned by one angle: each of x_0, eps is read back from (x_t, v).
+        """
+        ab = self.at(self.alpha_bars, t, x0)
+        return ab.sqrt() * noise - (1 - ab).sqrt() * x0
+
+    def x0_from_v(self, x_t: torch.Tensor, t, v: torch.Tensor) -> torch.Tensor:
+        """x_0 from the velocity:  x_0 = sqrt(alpha_bar_t) x_t - sqrt(1 - alpha_bar_t) v."""
+        ab = self.at(self.alpha_bars, t, x_t)
+        return ab.sqrt() * x_t - (1 - ab).sqrt() * v
+
+    def eps_from_v(self, x_t: torch.Tensor, t, v: torch.Tensor) -> torch.Tensor:
+        """The noise from the velocity:  eps = sqrt(1 - alpha_bar_t) x_t + sqrt(alpha_bar_t) v."""
+        ab = self.at(self.alpha_bars, t, x_t)
+        return (1 - ab).sqrt() * x_t + ab.sqrt() * v
+
     def posterior_mean(self, x0: torch.Tensor, x_t: torch.Tensor, t) -> torch.Tensor:
         """Mean of q(x_{t-1} | x_t, x_0):
 

@@ -105,6 +105,15 @@ class GaussianMixture2D:
             return schedule.x0_from_eps(x_t, t, eps(x_t, t, y))
         return model
 
+    def v_model(self, schedule):
+        """The exact velocity predictor v = sqrt(ab_t) eps* - sqrt(1 - ab_t) x0*, from the exact eps and x0."""
+        eps = self.eps_model(schedule)
+
+        def model(x_t, t, y=None):
+            e = eps(x_t, t, y)
+            return schedule.v_target(schedule.x0_from_eps(x_t, t, e), t, e)
+        return model
+
     def classifier(self, schedule):
         """The exact noisy classifier: logits whose softmax is p_t(y | x_t)."""
         def model(x_t, t):

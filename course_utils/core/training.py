@@ -62,13 +62,42 @@ def random_batch(tensors, batch_size: int, generator: torch.Generator | None):
     return [t[idx] for t in tensors]
 
 
+def min_snr_weight(schedule, t: torch.Tensor, gamma: float, prediction: str = "eps") -> torch.Tensor:
+    """The min-SNR-gamma loss weight of Hang et al. (2023), one per timestep in ``t``.
+
+    Every objective is a weighting of the x0 error: ||eps_hat - eps||^2 = SNR_t ||x0_hat - x0||^2 and
+    ||v_hat - v||^2 = (SNR_t + 1) ||x0_hat - x0||^2, with SNR_t = ab_t / (1 - ab_t). Min-SNR caps the
+    x0 error's weight at gamma, so the nearly clean timesteps (SNR_t in the thousands) stop dominating:
+
+        eps-prediction: w_t = min(SNR_t, gamma) / SNR_t
+        v-prediction:   w_t = min(SNR_t, gamma) / (SNR_t + 1)
+        x0-prediction:  w_t = min(SNR_t, gamma)
+    """
+    snr = schedule.snr().to(t.device)[t]
+    capped = snr.clamp(max=gamma)
+    return {"eps": capped / snr, "v": capped / (snr + 1), "x0": capped}[validate_prediction(prediction)]
+
+
+def min_snr_timesteps(schedule, batch: int, gamma: float, prediction: str = "eps", generator=None) -> torch.Tensor:
+    """``batch`` timesteps drawn with probability p_t = w_t / sum_s w_s (w: :func:`min_snr_weight`).
+
+    The min-SNR weighting by importance sampling: E_{t ~ p}[L_t] = sum_t w_t L_t / sum_s w_s, the weighted
+    loss up to a constant factor, so the unweighted per-sample loss can stay as it is."""
+    w = min_snr_weight(schedule, torch.arange(schedule.T, device=schedule.alpha_bars.device), gamma, prediction)
+    return torch.multinomial(w.cpu(), batch, replacement=True, generator=generator)
+
+
 def denoiser_loss(model, schedule, x0, y=None, *, prediction="eps", cond_drop=0.0, null_label=NULL_LABEL,
-                  generator=None) -> torch.Tensor:
+                  min_snr_gamma: float | None = None, generator=None) -> torch.Tensor:
     """The simple DDPM objective on one batch.
 
         t ~ U{0..T-1},  eps ~ N(0, I),  x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps
         eps-prediction:  || eps_theta(x_t, t) - eps ||^2
         x0-prediction:   || x0_theta(x_t, t) - x0 ||^2
+        v-prediction:    || v_theta(x_t, t) - v ||^2,   v = sqrt(ab_t) eps - sqrt(1 - ab_t) x0
+
+    With ``min_snr_gamma``, t is drawn from :func:`min_snr_timesteps` instead of uniformly: the
+    min-SNR-gamma weighting of Hang et al. (2023).
 
     With labels ``y`` the model is conditional; each label is replaced by ``null_label``
     with probability ``cond_drop`` (conditioning dropout), so the same network also
@@ -76,7 +105,10 @@ def denoiser_loss(model, schedule, x0, y=None, *, prediction="eps", cond_drop=0.
     """
     validate_prediction(prediction)
     b, dev = x0.shape[0], x0.device
-    t = torch.randint(0, schedule.T, (b,), generator=generator).to(dev)
+    if min_snr_gamma is None:
+        t = torch.randint(0, schedule.T, (b,), generator=generator).to(dev)
+    else:
+        t = min_snr_timesteps(schedule, b, min_snr_gamma, prediction, generator).to(dev)
     noise = torch.randn(x0.shape, generator=generator).to(dev)
     x_t = schedule.q_sample(x0, t, noise)
     if y is None:
@@ -84,7 +116,9 @@ def denoiser_loss(model, schedule, x0, y=None, *, prediction="eps", cond_drop=0.
     else:
         drop = torch.rand(b, generator=generator).to(dev) < cond_drop
         out = model(x_t, t, torch.where(drop, torch.full_like(y, null_label), y))
-    target = noise if prediction == "eps" else x0
+    target = {"eps": noise, "x0": x0}.get(prediction)
+    if target is None:
+        target = schedule.v_target(x0, t, noise)
     return F.mse_loss(out.float(), target)
 
 
