@@ -1,6 +1,7 @@
 """Speed on this machine, in one run: training steps, the matmul peak, and guided sampling.
 
     python benchmarks/bench_cpu.py [--batch 128] [--repeats 5] [--compile]
+    python benchmarks/bench_cpu.py --channels 16 32 32 --emb 64 --throughput 32 64 128
 
 Prints, for the eps U-Net (the shipped size, and with --channels 16 32 32 --emb 64 --batch 64
 the size the notebooks train live): the training-step time and achieved GFLOP/s in fp32 eager,
@@ -9,6 +10,8 @@ fp32 channels_last, bf16 autocast in the default layout and bf16 autocast + chan
 with fp32 channels_last elsewhere: see course_utils.core.device.cpu_has_fast_bf16);
 the measured matmul peak in fp32 and bf16 for comparison; and the time to draw 64
 guided samples with DDIM-50 (classifier guidance and classifier-free guidance).
+``--throughput B ...``: only the training step as the course trains on this CPU (bf16 autocast where it has fast
+bf16 units, else fp32 channels_last), at each batch size, in ms a step and images a second.
 Compare figures within one run: the machine is shared and timings drift between runs.
 """
 from __future__ import annotations
@@ -20,6 +23,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from course_utils import EpsUNet, NoiseSchedule, autocast_for, bf16_is_fast, count_parameters, denoiser_loss
+from course_utils.core.device import cpu_summary
 from course_utils.evaluation import generate
 from course_utils.pretrained import load_pretrained
 
@@ -66,10 +70,19 @@ def main():
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
     parser.add_argument("--channels", type=int, nargs=3, default=[32, 64, 64])
     parser.add_argument("--emb", type=int, default=128)
+    parser.add_argument("--throughput", type=int, nargs="+", help="batch sizes: time only the course's training step")
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, bf16 units: {bf16_is_fast('cpu')}")
+    print(f"torch {torch.__version__}, processor: {cpu_summary()}")
 
     size = dict(channels=args.channels, emb=args.emb)
+    if args.throughput:
+        bf16 = bf16_is_fast("cpu")
+        for batch in args.throughput:
+            _, step = training_step(batch, bf16=bf16, channels_last=not bf16, **size)
+            t = best_of(step, args.repeats)
+            print(f"EpsUNet {args.channels}, batch {batch:4d} ({'bf16 autocast' if bf16 else 'fp32 channels_last'}): "
+                  f"{t * 1000:6.0f} ms a step, {batch / t:6.0f} images/s")
+        return
     model, step = training_step(args.batch, bf16=False, channels_last=False, **size)
     with FlopCounterMode(display=False) as counter:
         step()

@@ -6,6 +6,7 @@ so the learner sees one set of noises pulled harder and harder toward the digit.
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import os
@@ -27,6 +28,9 @@ SCALE_RANGES = {                    # (min, max, step) of the slider, per method
     "cfg-ddim": (0.0, 8.0, 0.25),
 }
 STEP_RANGE = (5, 100)
+OWNERS = ("shipped", "yours")       # whose networks the explorer samples: the package's, or the learner's own
+NETWORKS = {"classifier-ddpm": ("ddpm_eps", "noisy_classifier"), "classifier-ddim": ("ddpm_eps", "noisy_classifier"),
+            "cfg-ddim": ("cfg_eps",)}  # the networks each method samples with
 SWEEP_SCALES = {m: [round(lo + i * (hi - lo) / 8, 3) for i in range(9)] for m, (lo, hi, _) in SCALE_RANGES.items()}
 
 
@@ -38,6 +42,7 @@ class Setting:
     scale: float = 4.0
     seed: int = 0
     steps: int = 25
+    models: str = "shipped"
 
     def check(self) -> "Setting":
         """Return self, or raise ValueError saying which value is outside what the explorer accepts."""
@@ -52,17 +57,36 @@ class Setting:
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or not STEP_RANGE[0] <= self.steps <= STEP_RANGE[1]:
             raise ValueError(f"steps must be an integer in {STEP_RANGE[0]}..{STEP_RANGE[1]}, got {self.steps!r}")
+        if self.models not in OWNERS:
+            raise ValueError(f"models must be one of {', '.join(OWNERS)}, got {self.models!r}")
         return self
 
     def key(self) -> str:
-        return f"{self.method}_d{self.digit}_s{self.scale:.3f}_seed{self.seed}_n{self.steps}"
+        return f"{self.method}_d{self.digit}_s{self.scale:.3f}_seed{self.seed}_n{self.steps}_{self.models}"
 
 
-def load_models(device="cpu") -> dict:
-    """The shipped networks the explorer needs."""
-    from .pretrained import load_pretrained
+def load_models(device="cpu", owner: str = "shipped") -> dict:
+    """The networks the explorer needs: the shipped ones, or with ``owner="yours"`` the learner's own where a
+    notebook saved them (:func:`~course_utils.pretrained.load_model`; the shipped one stands in for any not
+    trained yet, and its ``owner`` says so). The evaluator that judges them is always the shipped one."""
+    from .pretrained import load_model, load_pretrained
 
-    return {n: load_pretrained(n, device=device) for n in ("ddpm_eps", "noisy_classifier", "cfg_eps", "evaluator")}
+    if owner not in OWNERS:
+        raise ValueError(f"owner must be one of {', '.join(OWNERS)}, got {owner!r}")
+    load = load_pretrained if owner == "shipped" else load_model
+    models = {n: load(n, device=device) for n in ("ddpm_eps", "noisy_classifier", "cfg_eps")}
+    return dict(models, evaluator=load_pretrained("evaluator", device=device))
+
+
+def weights_of(models: dict, method: str) -> str:
+    """Which weights ``method`` samples with: the start of each network's sha256, so that a cached grid is never
+    shown for other weights (the learner's retrained model, or the shipped one)."""
+    return "-".join(str(models[n].info.get("sha256", "unhashed"))[:12] for n in NETWORKS[method])
+
+
+def whose(models: dict, method: str) -> str:
+    """The networks ``method`` samples with, by owner and training, for a title."""
+    return " + ".join(models[n].label for n in NETWORKS[method])
 
 
 def compute(setting: Setting, models: dict, preview=None, every: int = 10) -> dict:
@@ -86,42 +110,44 @@ def compute(setting: Setting, models: dict, preview=None, every: int = 10) -> di
 
 
 class SampleCache:
-    """Results by setting, in memory and (if ``folder`` is given) on disk, one file each.
-
-    A lab room can point every learner at one prepared folder (``COURSE_EXPLORER_CACHE``).
+    """Results by setting and the weights that made them, in memory and (if ``folder`` is given) on disk, one
+    file each. A lab room can point every learner at one prepared folder (``COURSE_EXPLORER_CACHE``).
     """
 
     def __init__(self, folder: str | Path | None = None):
         self.memory: dict[str, dict] = {}
         self.folder = Path(folder) if folder else None
 
-    def path(self, setting: Setting) -> Path:
-        return self.folder / f"{setting.key()}.pt"
+    def key(self, setting: Setting, models: dict) -> str:
+        return f"{setting.key()}_w{weights_of(models, setting.method)}"
 
-    def get(self, setting: Setting) -> dict | None:
-        key = setting.key()
+    def path(self, setting: Setting, models: dict) -> Path:
+        return self.folder / f"{self.key(setting, models)}.pt"
+
+    def get(self, setting: Setting, models: dict) -> dict | None:
+        key = self.key(setting, models)
         if key in self.memory:
             return self.memory[key]
-        if self.folder and self.path(setting).exists():
-            stored = torch.load(self.path(setting), weights_only=True)
+        if self.folder and self.path(setting, models).exists():
+            stored = torch.load(self.path(setting, models), weights_only=True)
             result = {"images": from_bytes(stored["images"]), "accuracy": float(stored["accuracy"]),
                       "diversity": float(stored["diversity"]), "seconds": 0.0}
             self.memory[key] = result
             return result
         return None
 
-    def put(self, setting: Setting, result: dict) -> None:
-        self.memory[setting.key()] = result
+    def put(self, setting: Setting, models: dict, result: dict) -> None:
+        self.memory[self.key(setting, models)] = result
         if self.folder:
             record = {"images": to_bytes(result["images"]), "accuracy": torch.tensor(result["accuracy"]),
                       "diversity": torch.tensor(result["diversity"])}
-            atomic_write(self.path(setting), lambda tmp: torch.save(record, tmp))
+            atomic_write(self.path(setting, models), lambda tmp: torch.save(record, tmp))
 
-    def curve(self, setting: Setting) -> list[tuple[float, float, float]]:
-        """(scale, accuracy, diversity) of every cached scale for this method, digit, seed and steps."""
+    def curve(self, setting: Setting, models: dict) -> list[tuple[float, float, float]]:
+        """(scale, accuracy, diversity) of every cached scale for this method, digit, seed, steps and weights."""
         points = []
         for s in sorted(set(SWEEP_SCALES[setting.method]) | {setting.scale}):
-            r = self.get(Setting(setting.method, setting.digit, s, setting.seed, setting.steps))
+            r = self.get(dataclasses.replace(setting, scale=s), models)
             if r is not None:
                 points.append((s, r["accuracy"], r["diversity"]))
         return points
@@ -129,19 +155,19 @@ class SampleCache:
 
 def result_for(setting: Setting, models: dict, cache: SampleCache, preview=None) -> dict:
     """The cached result, or a new one computed (``preview`` as in :func:`compute`) and cached."""
-    result = cache.get(setting.check())
+    result = cache.get(setting.check(), models)
     if result is None:
         result = compute(setting, models, preview)
-        cache.put(setting, result)
+        cache.put(setting, models, result)
     return result
 
 
 def precompute_sweep(setting: Setting, models: dict, cache: SampleCache, progress=None) -> list[dict]:
-    """Fill the cache for every sweep scale of ``setting``'s method (same digit, seed and steps)."""
+    """Fill the cache for every sweep scale of ``setting``'s method (same digit, seed, steps and models)."""
     results = []
     scales = SWEEP_SCALES[setting.method]
     for i, s in enumerate(scales):
-        results.append(result_for(Setting(setting.method, setting.digit, s, setting.seed, setting.steps), models, cache))
+        results.append(result_for(dataclasses.replace(setting, scale=s), models, cache))
         if progress is not None:
             progress(i + 1, len(scales))
     return results
@@ -199,18 +225,20 @@ def busy_png(text: str) -> bytes:
 
 
 class GuidanceExplorer:
-    """The ipywidgets explorer: method, digit, scale, seed and steps; a 4x4 grid, its accuracy and
-    diversity, a plot against scale, and a button that precomputes the whole sweep.
+    """The ipywidgets explorer: method, digit, scale, seed, steps and whose models (the shipped ones or the
+    learner's own); a 4x4 grid, its accuracy and diversity, a plot against scale, and a button that
+    precomputes the whole sweep.
 
     Computation runs in a worker thread, so the controls stay live; a result is shown only if it
     still matches the controls, otherwise the latest setting is computed next.
     """
 
     def __init__(self, models: dict | None = None, cache: SampleCache | None = None, setting: Setting = Setting(),
-                 background: bool = True):
+                 background: bool = True, your_models: dict | None = None):
         import ipywidgets as W
 
-        self.models = models if models is not None else load_models()
+        # the shipped networks, and the learner's own (loaded when first asked for)
+        self.model_sets = {"shipped": models if models is not None else load_models(), "yours": your_models}
         folder = os.environ.get("COURSE_EXPLORER_CACHE", str(Path.home() / ".cache" / "course_utils" / "explorer"))
         self.cache = cache if cache is not None else SampleCache(folder)
         self.background = background
@@ -223,6 +251,9 @@ class GuidanceExplorer:
         self.seed = W.BoundedIntText(value=setting.seed, min=0, max=10**6, description="seed")
         self.steps = W.IntSlider(value=setting.steps, min=STEP_RANGE[0], max=STEP_RANGE[1], step=5,
                                  description="steps", continuous_update=False)
+        self.owner = W.ToggleButtons(options=[("shipped", "shipped"), ("yours", "yours")], value=setting.models,
+                                     description="models", tooltips=["the package's networks, trained for longer",
+                                                                     "the networks you trained in notebooks 3, 4, 6"])
         self.sweep_button = W.Button(description="precompute sweep", icon="forward")
         self.grid = W.Image(format="png", width=260, height=260)
         self.plot = W.Image(format="png", width=380)
@@ -232,17 +263,29 @@ class GuidanceExplorer:
         self._lock = threading.RLock()
         self._running = False
         self._workers: list[threading.Thread] = []
-        for control in (self.method, self.digit, self.scale, self.seed, self.steps):
+        for control in (self.method, self.digit, self.scale, self.seed, self.steps, self.owner):
             control.observe(self._on_change, names="value")
         self.sweep_button.on_click(lambda _: self._start(sweep=True))
-        controls = W.VBox([self.method, self.digit, self.scale, self.seed, self.steps, self.sweep_button, self.status])
+        controls = W.VBox([self.method, self.digit, self.scale, self.seed, self.steps, self.owner, self.sweep_button,
+                           self.status])
         self.widget = W.HBox([controls, W.VBox([self.grid, self.label]), self.plot])
         self._on_change(None)
 
     # ---------------------------------------------------------------- state
     def current(self) -> Setting:
         return Setting(self.method.value, int(self.digit.value), float(self.scale.value), int(self.seed.value),
-                       int(self.steps.value))
+                       int(self.steps.value), self.owner.value)
+
+    def models_for(self, setting: Setting) -> dict:
+        """The networks ``setting`` samples with: the shipped set, or the learner's (loaded on first use)."""
+        if self.model_sets[setting.models] is None:
+            self.model_sets[setting.models] = load_models(owner=setting.models)
+        return self.model_sets[setting.models]
+
+    @property
+    def models(self) -> dict:
+        """The networks the controls ask for now."""
+        return self.models_for(self.current())
 
     def _ipython_display_(self):
         from IPython.display import display
@@ -260,7 +303,7 @@ class GuidanceExplorer:
                 self.scale.min, self.scale.max, self.scale.step = lo, hi, step
                 self.scale.value = min(max(self.scale.value, lo), hi)
         setting = self.current()
-        cached = self.cache.get(setting)
+        cached = self.cache.get(setting, self.models_for(setting))
         if cached is not None:
             self._show(setting, cached)
         else:
@@ -271,11 +314,13 @@ class GuidanceExplorer:
 
     def _show(self, setting: Setting, result: dict, status: str = "from cache") -> None:
         # the label goes last: once it names the new setting, grid, plot and status already match it
-        self.plot.value = curve_png(self.cache.curve(setting), setting.scale, setting.method)
+        models = self.models_for(setting)
+        self.plot.value = curve_png(self.cache.curve(setting, models), setting.scale, setting.method)
         self.grid.value = grid_png(result["images"])
         self.status.value = status
         self.label.value = (f"<b>digit {setting.digit}, scale {setting.scale:g}</b>: accuracy "
-                            f"<b>{result['accuracy']:.0%}</b>, diversity <b>{result['diversity']:.1f}</b>")
+                            f"<b>{result['accuracy']:.0%}</b>, diversity <b>{result['diversity']:.1f}</b>"
+                            f"<br><small>{whose(models, setting.method)}</small>")
         self.shown = setting
 
     # ----------------------------------------------------------- computing
@@ -303,7 +348,7 @@ class GuidanceExplorer:
                         self._running = False
                         return
                 self.status.value = "<span style='color:#b60'>computing...</span>"
-                result = result_for(setting, self.models, self.cache, preview=self._preview_of(setting))
+                result = result_for(setting, self.models_for(setting), self.cache, preview=self._preview_of(setting))
                 with self._lock:     # a change arriving now waits in its observer, which then redraws
                     if self.current() == setting:
                         self._show(setting, result,
@@ -332,11 +377,11 @@ class GuidanceExplorer:
         """Precompute every sweep scale of the current method and digit, then redraw the plot."""
         try:
             setting = self.current()
-            precompute_sweep(setting, self.models, self.cache,
+            precompute_sweep(setting, self.models_for(setting), self.cache,
                              progress=lambda i, n: setattr(self.status, "value", f"sweep {i}/{n}"))
             self.status.value = "sweep cached"
             now = self.current()
-            self.plot.value = curve_png(self.cache.curve(now), now.scale, now.method)
+            self.plot.value = curve_png(self.cache.curve(now, self.models_for(now)), now.scale, now.method)
             if self.shown != now:
                 self._start()
         except Exception as err:

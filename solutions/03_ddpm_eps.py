@@ -352,7 +352,8 @@ assert rows[0][1] < rows[2][1]
 # The Frechet distance fits one Gaussian to all the features, so samples far from every real digit weigh
 # heavily in it. The right panel shows your 5 samples whose features lie farthest from the mean of the real
 # digits' features, and the cell prints the distance without them: see how much of the distance those few
-# account for, and how much is spread over all the samples.
+# account for, and how much is spread over all the samples. (Dropping them can also raise the distance: without
+# its farthest samples the Gaussian fitted to yours is narrower than the real digits' one.)
 
 # %%
 # 100 real training digits, always the same ones: the floor of 100 samples varies with the subset (44 to 90)
@@ -383,6 +384,9 @@ for m in (mine, x0_model):
                           ("DDPM-100", lambda m: cu.ddpm_sample(m.model, m.schedule, (100, 1, 32, 32), steps=100,
                                                                  prediction=m.prediction, device=device, progress=False,
                                                                  generator=torch.Generator().manual_seed(5)))):
+        if m is mine and sampler == "DDPM-100":   # drawn above, from the same noises
+            by_sampler[m.label, sampler] = realistic["your"]
+            continue
         by_sampler[m.label, sampler] = realistic_fraction(evaluator_outputs(evaluator, draw(m).cpu())[1], real_feats)
 for (label, sampler), share in by_sampler.items():
     print(f"{label:45s} {sampler:8s}: {share:.0%} realistic (100 samples)")
@@ -392,10 +396,14 @@ print(f"the evaluator's mean confidence on pure noise: {noise_logits.softmax(1).
 print(f"Frechet distance, 100 samples: yours {unguided['your']:.0f}, shipped {unguided['shipped']:.0f}, "
       f"real digits (the floor) {floor:.0f}; yours without its 5 farthest samples {without_outliers:.0f}")
 assert unguided["shipped"] < 1.5 * floor and realistic["shipped"] > 0.7 and realistic["real digits"] > 0.8
-if cu.trained_enough(mine):   # the default budget's runs behind these floors are in the README
-    assert realistic["your"] >= 0.1 and without_outliers < unguided["your"]
+if cu.trained_enough(mine):   # the default budget's runs behind this floor are in the README
+    assert realistic["your"] >= 0.35
 
 # %% [markdown]
+# For your eps model the sampler matters: compare its DDIM-25 and DDPM-100 rows above (the same model, the same
+# starting noises); the x0 model of notebook 2 depends on it less. Notebook 5 guides your eps model on the
+# respaced DDPM chain for that reason, and shows DDIM beside it.
+#
 # A few minutes of CPU give an eps model whose samples have the strokes of digits, though fewer of them pass for
 # real digits than the shipped model's: the printout above says how many, and the same measure for the x0 model
 # of notebook 2, trained for as long. Raise `TRAIN_MINUTES` (or use a GPU) and watch the realistic fraction
@@ -405,11 +413,11 @@ if cu.trained_enough(mine):   # the default budget's runs behind these floors ar
 # ## 3.6 Which model, which target? Measured with the evaluator
 #
 # **MLP against U-Net.** A flattened MLP sees the image as 1,024 unrelated numbers; a U-Net shares its
-# filters over all positions. We train both for the same short time (a fifth of `TRAIN_MINUTES` each),
+# filters over all positions. We train both for the same short time (a tenth of `TRAIN_MINUTES` each),
 # with the same optimiser, and compare the Frechet distance of their samples.
 
 # %%
-compare_minutes = TRAIN_MINUTES / 5
+compare_minutes = TRAIN_MINUTES / 10
 results = {}
 for name, net in [("MLP", cu.MLPDenoiser(shape=(1, 32, 32), hidden=512)),
                   ("U-Net", cu.EpsUNet(channels=(16, 32, 32), emb_dim=64))]:

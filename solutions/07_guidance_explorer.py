@@ -10,8 +10,10 @@
 #   shift) and for classifier-free guidance;
 # - compare the scales of the methods: the same number does not mean the same strength.
 #
-# **Time:** under a minute on a laptop CPU; a new setting then takes a second or two. The explorer uses the
-# shipped models (wider networks, trained for longer than a notebook can), so every scale has something to show.
+# **Time:** under a minute on a laptop CPU; a new setting then takes a second or two. The explorer starts with the
+# shipped models (wider networks, trained for longer than a notebook can), so every scale has something to show;
+# `models: yours` switches to the networks you trained in notebooks 3, 4 and 6 (the shipped one stands in for any
+# you have not trained), and the line under the grid always says whose networks drew it.
 #
 # **How to use it.** Pick a method and a digit, then move the scale. A setting computed before shows at once; a
 # new one takes a few seconds on a CPU (the grid turns grey while it computes). "precompute sweep" computes nine
@@ -40,6 +42,19 @@ none = widgets.result_for(Setting(shown.method, shown.digit, 0.0, shown.seed, sh
 print(f"scale 0: accuracy {none['accuracy']:.0%}, diversity {none['diversity']:.1f}; "
       f"scale 4: accuracy {stronger['accuracy']:.0%}, diversity {stronger['diversity']:.1f}")
 assert stronger["accuracy"] > none["accuracy"] and stronger["diversity"] < none["diversity"]
+
+# %% [markdown]
+# **Your models.** The same setting drawn by your networks (a cached grid is kept per set of weights, so the
+# explorer never shows a grid that other weights drew):
+
+# %%
+explorer.owner.value = "yours"
+explorer.wait()
+print(explorer.label.value.replace("<b>", "").replace("</b>", "").replace("<br><small>", "\n").replace("</small>", ""))
+assert explorer.shown == explorer.current() and explorer.shown.models == "yours"
+assert widgets.whose(explorer.models, explorer.shown.method) in explorer.label.value
+explorer.owner.value = "shipped"
+explorer.wait()
 
 # %% [markdown]
 # ## Things to try

@@ -200,8 +200,10 @@ def test_every_recipe_trains_on_full_mnist_when_torchvision_can_get_it(tmp_path,
     assert asked == [True] * len(RECIPES)
 
 
-def test_the_forecast_says_what_the_budget_gives_and_what_a_too_slow_machine_needs(capsys):
+def test_the_forecast_says_what_the_budget_gives_and_what_a_too_slow_machine_needs(capsys, monkeypatch):
     from course_utils.recipes import LIVE_GOALS, _Forecast
+
+    monkeypatch.delenv("COURSE_FAST", raising=False)
 
     goal = LIVE_GOALS["ddpm_eps"]
     for per_step, short in ((0.05, False), (1.0, True)):   # 50 ms a step: 3,000 in 2.5 min; 1 s a step: 150
@@ -218,6 +220,11 @@ def test_the_forecast_says_what_the_budget_gives_and_what_a_too_slow_machine_nee
         if short:   # the minutes that give the goal's steps at this speed, rounded up to half a minute
             need = (2.0 + per_step * 20 + (goal.steps - 20) * per_step) / 60
             assert f"TRAIN_MINUTES = {math.ceil(need * 2) / 2:g}" in out
+    monkeypatch.setenv("COURSE_FAST", "1")   # tests and grading cut the budget: said so, not blamed on the machine
+    forecast = _Forecast("ddpm_eps", 0.08, lambda step, losses: None, clock=lambda: 0.0)
+    forecast.marks, forecast.begun = {5: 0.5, 20: 2.0}, 0.0
+    text = forecast.forecast()
+    assert "COURSE_FAST is set" in text and "slower than any" not in text
 
 
 def test_trained_enough_holds_the_learners_models_to_the_floors_only_past_the_goal_steps():

@@ -23,6 +23,7 @@ def models():
     (dict(method="cfg-ddim", scale=9.0), r"\[0, 8\]"),
     (dict(seed=-3), "seed"),
     (dict(steps=1000), r"steps must be an integer in 5\.\.100"),
+    (dict(models="mine"), "models must be one of shipped, yours"),
 ])
 def test_bad_settings_are_explained(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -34,11 +35,11 @@ def test_compute_and_cache_on_disk(models, tmp_path):
     result = widgets.compute(s, models)
     assert result["images"].shape == (16, 1, 32, 32) and 0 <= result["accuracy"] <= 1
     cache = SampleCache(tmp_path)
-    cache.put(s, result)
-    again = SampleCache(tmp_path).get(s)        # a fresh cache reads the file
+    cache.put(s, models, result)
+    again = SampleCache(tmp_path).get(s, models)        # a fresh cache reads the file
     assert again is not None and again["accuracy"] == pytest.approx(result["accuracy"])
     assert (again["images"] - result["images"].clamp(-1, 1)).abs().max() < 0.01
-    assert SampleCache(tmp_path).get(Setting("cfg-ddim", 3, 2.5, 0, 5)) is None
+    assert SampleCache(tmp_path).get(Setting("cfg-ddim", 3, 2.5, 0, 5), models) is None
 
 
 def test_same_seed_same_start_across_scales(models):
@@ -75,7 +76,7 @@ def test_sweep_button_caches_every_scale_and_draws_the_curve(models, tmp_path, m
     ex = GuidanceExplorer(models, cache, Setting("cfg-ddim", 2, 2.0, 0, 5), background=False)
     plot_before = ex.plot.value
     ex.sweep_button.click()
-    assert len(cache.curve(ex.current())) == 3 and "sweep cached" in ex.status.value
+    assert len(cache.curve(ex.current(), models)) == 3 and "sweep cached" in ex.status.value
     ex.scale.value = 4.0                 # now cached: shown at once, and the plot has three points
     assert ex.shown.scale == 4.0 and ex.plot.value != plot_before
 
@@ -117,3 +118,24 @@ def test_the_grid_shows_the_samples_forming_while_they_are_computed(models, tmp_
     shown = [re.search(r"step (\d+)/25 \(t = (\d+)\)", s).groups() for s in statuses]
     assert [int(i) for i, _ in shown] == [0, 10, 20] and [int(t) for _, t in shown][0] == 999
     assert len(set(grids)) == 3 and ex.grid.value not in grids and ex.shown == ex.current()
+
+
+def test_the_explorer_shows_your_models_and_never_anothers_grid(models, tmp_path):
+    import dataclasses
+
+    shipped_cfg = models["cfg_eps"]
+    retrained = dataclasses.replace(shipped_cfg, owner="your",
+                                    info=dict(shipped_cfg.info, sha256="0" * 64, steps=1234, train_seconds=180.0))
+    yours = dict(models, cfg_eps=retrained)
+    cache = SampleCache(tmp_path)
+    ex = GuidanceExplorer(models, cache, Setting("cfg-ddim", 7, 2.0, 0, 5), background=False, your_models=yours)
+    assert "shipped cfg_eps" in ex.label.value and ex.models is models
+    ex.owner.value = "yours"       # the same setting by other weights: computed anew, and the label says whose
+    assert ex.shown == Setting("cfg-ddim", 7, 2.0, 0, 5, "yours") and ex.models is yours
+    assert "your cfg_eps (1,234 steps" in ex.label.value and "from cache" not in ex.status.value
+    assert cache.key(ex.shown, yours) != cache.key(dataclasses.replace(ex.shown, models="shipped"), models)
+    # the same owner with other weights (a model trained again) does not find the old grid either
+    again = dict(yours, cfg_eps=dataclasses.replace(retrained, info=dict(retrained.info, sha256="1" * 64)))
+    assert cache.get(ex.shown, yours) is not None and cache.get(ex.shown, again) is None
+    ex.owner.value = "shipped"     # back: the shipped grid, from the cache
+    assert "shipped cfg_eps" in ex.label.value and ex.status.value == "from cache"
