@@ -40,7 +40,7 @@ class Recipe:
     ema_decay: float | None = 0.999
     conditional: bool = False
     cond_drop: float = 0.1
-    min_snr_gamma: float | None = None  # the denoiser's loss weighting (training.min_snr_weight); None: unweighted
+    min_snr_gamma: float | None = None  # t drawn by min-SNR-gamma (training.min_snr_timesteps); None: t uniform
     minutes: float | None = None    # a time budget (the quick recipes)
     warmup: float = 0.1             # the learning-rate shape over the budget (see training.one_cycle):
     lr_start: float = 0.04          # a linear rise from lr_start * lr over the first ``warmup`` of the run,
@@ -293,15 +293,15 @@ class LiveGoal:
 
     ``steps``: the fewest optimiser steps for which the notebooks assert their quality floors (a model trained
     for fewer, on a machine slower than any the course is tested on, is shown and measured, not failed).
-    ``slow_steps``, ``reaches``: what the default budget gave on the slowest machine tested, a 2-core x86-64 CPU
-    with AVX2 and no AVX-512 (fp32), and what the model reached there (benchmarks/bench_quick.py)."""
+    ``slow_steps``, ``reaches``: what the default budget gave on the slowest machine tested, 2 x86-64 cores with
+    AVX2 and no AVX-512 (fp32), and what the model reached there, in a learner-mode run (``make course``)."""
     steps: int
     slow_steps: int
     reaches: str
 
 
 LIVE_GOALS = {   # slow_steps, reaches: from a learner-mode run (make course) with AVX-512 capped to AVX2
-    "ddpm_x0": LiveGoal(450, 790, "55% of 64 DDIM-50 samples realistic"),
+    "ddpm_x0": LiveGoal(450, 790, "53% of 64 DDIM-50 samples realistic"),
     "ddpm_eps": LiveGoal(900, 1510, "56% of 100 DDPM-100 samples realistic"),
     "noisy_classifier": LiveGoal(1700, 2900, "98% accuracy at t = 100"),
     "cfg_eps": LiveGoal(1000, 1750, "100% of samples the requested digit at its best scale (DDIM-25)"),
