@@ -80,6 +80,8 @@ METHODS = {
     "classifier-ddim": "classifier guidance, DDIM eps shift",
     "cfg-ddim": "classifier-free guidance, DDIM",
 }
+NETWORKS = {"classifier-ddpm": ("ddpm_eps", "noisy_classifier"), "classifier-ddim": ("ddpm_eps", "noisy_classifier"),
+            "cfg-ddim": ("cfg_eps",)}  # the networks each method samples with (guided_steps reads them so)
 
 
 def guided_steps(method: str, models: dict, y: torch.Tensor, scale: float, *, steps: int = 50, generator=None,

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from .core.data import from_bytes, to_bytes
-from .evaluation import METHODS, guided_steps, judge
+from .evaluation import METHODS, NETWORKS, guided_steps, judge
 from .files import atomic_write
 
 N_SAMPLES = 16                      # a 4x4 grid
@@ -29,8 +29,6 @@ SCALE_RANGES = {                    # (min, max, step) of the slider, per method
 }
 STEP_RANGE = (5, 100)
 OWNERS = ("shipped", "yours")       # whose networks the explorer samples: the package's, or the learner's own
-NETWORKS = {"classifier-ddpm": ("ddpm_eps", "noisy_classifier"), "classifier-ddim": ("ddpm_eps", "noisy_classifier"),
-            "cfg-ddim": ("cfg_eps",)}  # the networks each method samples with
 SWEEP_SCALES = {m: [round(lo + i * (hi - lo) / 8, 3) for i in range(9)] for m, (lo, hi, _) in SCALE_RANGES.items()}
 
 

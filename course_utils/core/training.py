@@ -116,8 +116,11 @@ def denoiser_loss(model, schedule, x0, y=None, *, prediction="eps", cond_drop=0.
     else:
         drop = torch.rand(b, generator=generator).to(dev) < cond_drop
         out = model(x_t, t, torch.where(drop, torch.full_like(y, null_label), y))
-    target = {"eps": noise, "x0": x0}.get(prediction)
-    if target is None:
+    if prediction == "eps":
+        target = noise
+    elif prediction == "x0":
+        target = x0
+    else:
         target = schedule.v_target(x0, t, noise)
     return F.mse_loss(out.float(), target)
 
