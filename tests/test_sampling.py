@@ -267,3 +267,29 @@ def test_guidance_from_x0_or_v_equals_guidance_from_eps(toy, linear, prediction)
                             generator=torch.Generator().manual_seed(4), progress=False, **kw)
              for p in ("eps", prediction)}
         assert torch.allclose(x["eps"], x[prediction], atol=1e-3), kw
+
+
+def test_ddim_classifier_shift_follows_the_clipping_and_is_not_clipped_away(linear):
+    """On images, DDIM clamps the model's x0_hat, then shifts eps by the classifier (guided-diffusion's
+    condition_score): the shifted x0_hat is not clamped again, which at large t would undo the shift."""
+    from course_utils.core.guidance import classifier_grad
+
+    class Half(torch.nn.Module):   # eps_hat = x_t / 2: at t = 999 its x0_hat lies far outside [-1, 1]
+        def forward(self, x, t):
+            return x / 2
+
+    class Brightness(torch.nn.Module):   # class 1 the brighter the image, class 0 the darker
+        def forward(self, x, t):
+            s = x.flatten(1).mean(1)
+            return torch.stack([-s, s], dim=1)
+
+    y, scale = torch.ones(4, dtype=torch.long), 50.0
+    first = next(iter(sampling_steps(Half(), linear, (4, 1, 8, 8), sampler="ddim", steps=10, y=y,
+                                     classifier=Brightness(), classifier_scale=scale,
+                                     generator=torch.Generator().manual_seed(0))))
+    x, t = first.x_t, torch.full((4,), 999)
+    ab = linear.alpha_bars[999]
+    eps = linear.eps_from_x0(x, t, linear.x0_from_eps(x, t, x / 2).clamp(-1, 1))
+    shifted = eps - scale * (1 - ab).sqrt() * classifier_grad(Brightness(), x, t, y)
+    assert torch.allclose(first.x0_hat, linear.x0_from_eps(x, t, shifted), rtol=1e-4, atol=1e-4)
+    assert first.x0_hat.min() > 1.0   # the guidance made every pixel brighter, past what a clamp would keep

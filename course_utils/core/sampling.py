@@ -315,11 +315,11 @@ def _ddim_steps(run, steps, eta, autocast):
         t = run.timesteps(t_int)
         eps, x0 = run.denoise(x, t, autocast)
         if run.guidance.uses_classifier:
+            # the shift comes after the clipping in predict, and its x0 is not clipped again (as guided-diffusion's
+            # condition_score): at large t the shift moves x0 by s (1 - ab_t) / sqrt(ab_t) grad, so a second clamp
+            # would cut the guidance off wherever it is strongest
             eps = guided_eps(eps, sch.at(sch.alpha_bars, t, x), run.grad(x, t), run.guidance.classifier_scale)
             x0 = sch.x0_from_eps(x, t, eps)
-            if run.clip_x0:
-                x0 = x0.clamp(-1, 1)
-                eps = sch.eps_from_x0(x, t, x0)
         yield Step(i, t_int, x, x0)
         t_prev = ts[i + 1] if i + 1 < len(ts) else -1
         x = ddim_step(x, t_int, t_prev, eps, x0, sch, eta, run.noise() if eta > 0 and t_prev >= 0 else None)
@@ -375,7 +375,8 @@ def ddim_sample(model, schedule, shape, *, prediction="eps", y=None, classifier=
         x_t'    = sqrt(ab_t') x0_hat + sqrt(1 - ab_t' - sigma^2) eps_hat + sigma z
 
     with ab_t' = 1 after the last step. eta = 0 is deterministic; eta = 1 with all T
-    steps is ancestral DDPM sampling. Other keywords as in :func:`ddpm_sample`.
+    steps is ancestral DDPM sampling. With ``clip_x0`` the model's x0_hat is clamped before the classifier's
+    shift and the shifted one is not. Other keywords as in :func:`ddpm_sample`.
     """
     chain = sampling_steps(model, schedule, shape, sampler="ddim", steps=steps, eta=eta, prediction=prediction,
                            y=y, classifier=classifier, classifier_scale=classifier_scale, cfg_scale=cfg_scale,
