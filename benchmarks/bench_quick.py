@@ -30,7 +30,7 @@ from course_utils.core.device import cpu_summary  # noqa: E402
 from course_utils.core.sampling import ddim_sample, ddpm_sample  # noqa: E402
 
 CFG_SCALES = [1.0, 2.0, 3.0, 5.0, 8.0]   # as notebook 6 (and 0, never the best)
-CG_SCALES = [2.0, 5.0, 10.0, 20.0]   # as notebook 5 (and 0, never the best)
+CG_SCALES = [10.0, 20.0, 40.0, 80.0, 160.0]   # as notebook 5 (and 0, never the best)
 NAMES = ["ddpm_x0", "ddpm_eps", "noisy_classifier", "cfg_eps"]
 
 

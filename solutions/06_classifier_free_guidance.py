@@ -327,13 +327,13 @@ for name, clf, own, independent in [("noise-aware classifier", noisy, rated_by_n
     print(f"guided by the {name:22s} (s = 16): the guide rates {rating[name]['guide']:.0%} as the requested "
           f"digit, the independent judge {rating[name]['independent']:.0%}")
 assert rating["clean evaluator"]["independent"] < 0.6 < rating["noise-aware classifier"]["independent"]
-assert rating["clean evaluator"]["guide"] > rating["clean evaluator"]["independent"]
+assert max(rating["clean evaluator"].values()) < 0.6 < min(rating["noise-aware classifier"].values())
 
 # %% [markdown]
-# Guided by the clean classifier, few samples become the requested digit, yet the guide rates its own samples
-# far higher than the independent judge does: its gradient found what *it* scores highly, not digits (an
-# adversarial direction). The noise-aware classifier, trained on $x_t$, guides well, and the two judges agree
-# more closely (compare the two rows).
+# Guided by the clean classifier, few samples become the requested digit, and not even the guide itself rates
+# them as that digit: a gradient taken on noisy $x_t$, which this classifier never saw, does not point toward
+# what it would call the digit once the noise is gone. The noise-aware classifier, trained on $x_t$, guides
+# well, and both judges agree that it does (compare the two rows).
 #
 # **Not a limitation of classifier guidance: the trade-off of all guidance.** At large scales samples grow alike
 # and drift from the data. That is the price of guidance itself, whichever method supplies it: classifier-free
