@@ -31,9 +31,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from course_utils import EpsUNet, EMA, NoiseSchedule, load_mnist, load_pretrained  # noqa: E402
 from course_utils.core.device import cpu_summary  # noqa: E402
-from course_utils.core.sampling import ddim_sample, ddpm_sample  # noqa: E402
+from course_utils.core.sampling import ddim_sample  # noqa: E402
 from course_utils.core.training import denoiser_loss, fit  # noqa: E402
-from course_utils.evaluation import evaluator_outputs, frechet_distance, judge, realistic_fraction  # noqa: E402
+from course_utils.evaluation import (evaluator_outputs, frechet_distance, judge, realistic_fraction,  # noqa: E402
+                                     unguided_quality)
 from course_utils.recipes import lr_shape, recipe_for  # noqa: E402
 
 OBJECTIVES = {"eps": ("eps", None), "eps-minsnr": ("eps", 5.0), "v": ("v", None), "x0": ("x0", None)}
@@ -92,12 +93,9 @@ def main() -> int:
     for objective in args.only:
         start = time.perf_counter()
         net, prediction, steps, schedule = train(objective, False, args.seconds, args.batch, args.seed, train_data)
-        cells = []
-        for sampler, kw in ((ddim_sample, {"steps": 25}), (ddpm_sample, {"steps": 100})):
-            x = sampler(net, schedule, (100, 1, 32, 32), prediction=prediction, progress=False,
-                        generator=torch.Generator().manual_seed(5), **kw)
-            feats = evaluator_outputs(evaluator, x)[1]
-            cells.append(f"{realistic_fraction(feats, test_feats):.0%}, {frechet_distance(feats, test_feats):.0f}")
+        cells = ["{:.0%}, {:.0f}".format(*unguided_quality(net, schedule, prediction, evaluator, test_feats,
+                                                           sampler=sampler, steps=steps, seed=5))
+                 for sampler, steps in (("ddim", 25), ("ddpm", 100))]
         print(f"| {objective} | {steps:,} | {cells[0]} | {cells[1]} |  ({time.perf_counter() - start:.0f} s)",
               flush=True)
     return 0

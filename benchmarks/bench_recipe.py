@@ -32,9 +32,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from course_utils import NoiseSchedule, load_mnist, load_pretrained  # noqa: E402
 from course_utils.core.device import cpu_summary  # noqa: E402
-from course_utils.core.sampling import ddim_sample, ddpm_sample  # noqa: E402
 from course_utils.core.training import fit  # noqa: E402
-from course_utils.evaluation import evaluator_outputs, frechet_distance, realistic_fraction  # noqa: E402
+from course_utils.evaluation import evaluator_outputs, frechet_distance, realistic_fraction, unguided_quality  # noqa: E402
 from course_utils.recipes import QUICK_RECIPES, lr_shape, network_ema_optimizer, recipe_loss  # noqa: E402
 
 VARIANTS = {
@@ -85,12 +84,9 @@ def main() -> int:
         start = time.perf_counter()
         r = dataclasses.replace(recipe, **VARIANTS[variant](recipe))
         net, steps = train(r, args.seconds, args.seed, train_data)
-        cells = []
-        for sampler, kw in ((ddim_sample, {"steps": 50}), (ddpm_sample, {"steps": 100})):
-            x = sampler(net, schedule, (100, 1, 32, 32), prediction=r.objective, progress=False,
-                        generator=torch.Generator().manual_seed(5), **kw)
-            feats = evaluator_outputs(evaluator, x)[1]
-            cells.append(f"{realistic_fraction(feats, test_feats):.0%}, {frechet_distance(feats, test_feats):.0f}")
+        cells = ["{:.0%}, {:.0f}".format(*unguided_quality(net, schedule, r.objective, evaluator, test_feats,
+                                                           sampler=sampler, steps=steps, seed=5))
+                 for sampler, steps in (("ddim", 50), ("ddpm", 100))]
         print(f"| {variant} | {steps:,} | {cells[0]} | {cells[1]} |  ({time.perf_counter() - start:.0f} s)",
               flush=True)
     return 0

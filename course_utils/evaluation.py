@@ -65,6 +65,20 @@ def realistic_fraction(feats: torch.Tensor, real_feats: torch.Tensor, k: int = 3
     return float((torch.cdist(feats.float(), real_feats.float()) <= radii[None]).any(1).float().mean())
 
 
+def unguided_quality(model, schedule, prediction: str, evaluator, real_feats: torch.Tensor, *, sampler: str = "ddim",
+                     steps: int = 50, n: int = 100, seed: int = 0) -> tuple[float, float]:
+    """(realistic fraction, Frechet distance) of ``n`` unguided samples of ``model`` (whose output is read as
+    ``prediction``) by ``sampler`` ("ddim", or "ddpm" on the respaced chain of ``steps``), against the evaluator
+    features ``real_feats`` of real digits."""
+    from .core.sampling import ddim_sample, ddpm_sample
+
+    sample = {"ddim": ddim_sample, "ddpm": ddpm_sample}[sampler]
+    x = sample(model, schedule, (n, 1, 32, 32), prediction=prediction, steps=steps, progress=False,
+               generator=torch.Generator().manual_seed(seed))
+    feats = evaluator_outputs(evaluator, x)[1]
+    return realistic_fraction(feats, real_feats), frechet_distance(feats, real_feats)
+
+
 def judge(evaluator, images: torch.Tensor, targets: torch.Tensor, reference: torch.Tensor | None = None) -> dict:
     """Accuracy, diversity and (given real ``reference`` images) Frechet distance of ``images``."""
     logits, feats = evaluator_outputs(evaluator, images)
@@ -85,13 +99,13 @@ NETWORKS = {"classifier-ddpm": ("ddpm_eps", "noisy_classifier"), "classifier-ddi
 
 
 def guided_steps(method: str, models: dict, y: torch.Tensor, scale: float, *, steps: int = 50, generator=None,
-                 device=None, ddpm_steps: int | None = None):
+                 device=None, ddpm_steps: int | None = None, eta: float = 0.0):
     """The chain of ``method`` (a key of METHODS) at guidance ``scale`` for classes ``y`` [B], one
     :class:`~course_utils.core.sampling.Step` at a time (:func:`~course_utils.core.sampling.sampling_steps`);
     its last step holds the samples. Iterate it under ``torch.no_grad()``.
 
-    ``steps``: DDIM steps; ``ddpm_steps``: steps of the (respaced) DDPM chain, None for all T.
-    ``models`` maps "ddpm_eps", "noisy_classifier" and "cfg_eps" to loaded
+    ``steps``: DDIM steps; ``ddpm_steps``: steps of the (respaced) DDPM chain, None for all T; ``eta``: DDIM's
+    fresh noise (0: deterministic). ``models`` maps "ddpm_eps", "noisy_classifier" and "cfg_eps" to loaded
     :class:`~course_utils.pretrained.Pretrained` bundles (only those the method needs).
     """
     from .core.sampling import Guidance, sampling_steps
@@ -101,24 +115,25 @@ def guided_steps(method: str, models: dict, y: torch.Tensor, scale: float, *, st
     shape = (len(y), 1, 32, 32)
     if method == "cfg-ddim":
         m = models["cfg_eps"]
-        return sampling_steps(m.model, m.schedule, shape, sampler="ddim", steps=steps, prediction=m.prediction, y=y,
-                              generator=generator, device=device, guidance=Guidance.classifier_free(scale, NULL_LABEL))
+        return sampling_steps(m.model, m.schedule, shape, sampler="ddim", steps=steps, eta=eta, prediction=m.prediction,
+                              y=y, generator=generator, device=device,
+                              guidance=Guidance.classifier_free(scale, NULL_LABEL))
     m, guidance = models["ddpm_eps"], Guidance.by_classifier(models["noisy_classifier"].model, scale)
     if method == "classifier-ddpm":
         return sampling_steps(m.model, m.schedule, shape, sampler="ddpm", steps=ddpm_steps, prediction=m.prediction,
                               y=y, generator=generator, device=device, guidance=guidance)
-    return sampling_steps(m.model, m.schedule, shape, sampler="ddim", steps=steps, prediction=m.prediction, y=y,
-                          generator=generator, device=device, guidance=guidance)
+    return sampling_steps(m.model, m.schedule, shape, sampler="ddim", steps=steps, eta=eta, prediction=m.prediction,
+                          y=y, generator=generator, device=device, guidance=guidance)
 
 
 def generate(method: str, models: dict, y: torch.Tensor, scale: float, *, steps: int = 50, generator=None,
-             device=None, progress: bool = False, ddpm_steps: int | None = None) -> torch.Tensor:
+             device=None, progress: bool = False, ddpm_steps: int | None = None, eta: float = 0.0) -> torch.Tensor:
     """Guided samples of classes ``y`` [B] by ``method`` (a key of METHODS) at guidance ``scale``: the
     end of :func:`guided_steps` (same keywords), with a progress bar if ``progress``."""
     from tqdm.auto import tqdm
 
     chain = guided_steps(method, models, y, scale, steps=steps, generator=generator, device=device,
-                         ddpm_steps=ddpm_steps)
+                         ddpm_steps=ddpm_steps, eta=eta)
     with torch.no_grad():
         for step in tqdm(chain, desc=METHODS[method], disable=not progress, leave=False):
             pass

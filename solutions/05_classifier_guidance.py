@@ -342,9 +342,9 @@ for where, at_mean in [("at x_t", False), ("at the mean", True)]:
 # ## 5.8 Guiding MNIST: your models
 #
 # Your eps U-Net from notebook 3, guided by your classifier from notebook 4 (where you have not run those
-# notebooks, the shipped models stand in, and the titles say so), with both samplers: the DDPM mean shift of 5.3
-# on a respaced chain of 100 steps, and the DDIM eps shift of 5.5 with 25 steps, from the same starting noises
-# and at the same scales. We measure 100 samples (10 of each digit) at each scale, judged by the separate
+# notebooks, the shipped models stand in, and the titles say so), with three samplers, from the same starting
+# noises and at the same scales: the DDPM mean shift of 5.3 on a respaced chain of 100 steps, the DDIM eps shift
+# of 5.5 with 25 steps, and the same DDIM-25 with $\eta = 1$ (fresh noise at every step, as DDPM adds). We measure 100 samples (10 of each digit) at each scale, judged by the separate
 # evaluator: accuracy (the share read as the requested digit) and diversity (the mean distance between the
 # evaluator's features of two samples asked for the same digit).
 
@@ -354,14 +354,15 @@ whose = " guided by ".join(m.label for m in models.values())
 evaluator = cu.load_pretrained("evaluator", device="cpu").model
 y_all = torch.arange(10).repeat_interleave(cu.sample_count(10))   # 10 of each digit (fewer in fast mode)
 scales = [0.0, 10.0, 20.0, 40.0, 80.0, 160.0]
-samplers = {"DDPM-100": ("classifier-ddpm", {"ddpm_steps": 100}), "DDIM-25": ("classifier-ddim", {"steps": 25})}
+samplers = {"DDPM-100": ("classifier-ddpm", {"ddpm_steps": 100}), "DDIM-25": ("classifier-ddim", {"steps": 25}),
+            "DDIM-25 eta 1": ("classifier-ddim", {"steps": 25, "eta": 1.0})}
 cg_sweep = {name: {} for name in samplers}
-print(f"{'s':>5} | " + " | ".join(f"{name}: accuracy, diversity" for name in samplers))
+print(f"{'s':>5} | " + " | ".join(f"{name:>13}: accuracy, diversity" for name in samplers))
 for s in scales:
     for name, (method, steps) in samplers.items():
         x = generate(method, models, y_all, s, generator=torch.Generator().manual_seed(12), device="cpu", **steps)
         cg_sweep[name][s] = judge(evaluator, x, y_all)
-    print(f"{s:5g} | " + " | ".join(f"{cg_sweep[name][s]['accuracy']:17.0%}, {cg_sweep[name][s]['diversity']:9.1f}"
+    print(f"{s:5g} | " + " | ".join(f"{cg_sweep[name][s]['accuracy']:22.0%}, {cg_sweep[name][s]['diversity']:9.1f}"
                                     for name in samplers))
 best = {name: max(scales, key=lambda s: cg_sweep[name][s]["accuracy"]) for name in samplers}
 for name in samplers:
@@ -374,11 +375,15 @@ assert all(cg_sweep[name][0.0]["accuracy"] < 0.3 for name in samplers)   # ungui
 trained_enough = all(cu.trained_enough(m) for m in models.values())
 if trained_enough:
     assert all(cg_sweep[name][best[name]]["accuracy"] >= 0.6 for name in samplers)
-    assert cg_sweep["DDPM-100"][10.0]["accuracy"] > cg_sweep["DDIM-25"][10.0]["accuracy"]   # DDPM pushes harder
+if trained_enough and all(m.owner == "your" for m in models.values()):   # young models: DDPM pushes harder
+    assert cg_sweep["DDPM-100"][10.0]["accuracy"] > cg_sweep["DDIM-25"][10.0]["accuracy"]
 scale_for = {name: next(s for s in scales if cg_sweep[name][s]["accuracy"] >= 0.8 * cg_sweep[name][best[name]]["accuracy"])
              for name in samplers}
 print("the smallest scale reaching 80% of each sampler's best accuracy: "
       + ", ".join(f"{name} s = {s:g}" for name, s in scale_for.items()))
+at10 = {name: cg_sweep[name][10.0]["accuracy"] for name in samplers}
+print(f"at s = 10: fresh noise alone (DDIM-25, eta 0 -> 1) takes the accuracy from {at10['DDIM-25']:.0%} to "
+      f"{at10['DDIM-25 eta 1']:.0%}; four times the steps (DDIM-25 eta 1 -> DDPM-100) from there to {at10['DDPM-100']:.0%}")
 ab = models["ddpm_eps"].schedule.alpha_bars
 x0_shift = {t: float((1 - ab[t]) / ab[t].sqrt()) for t in (300, 500, 800, 999)}
 print("DDIM's shift of eps moves x0_hat by s * grad times (1 - ab_t) / sqrt(ab_t): "
@@ -386,11 +391,14 @@ print("DDIM's shift of eps moves x0_hat by s * grad times (1 - ab_t) / sqrt(ab_t
 assert x0_shift[999] > 100 > x0_shift[800] > 10
 
 # %% [markdown]
-# Both samplers guide your young models to the digit asked for, but not at the same scale: at equal $s$ the
-# DDPM-100 chain pushes harder than DDIM-25 (compare the columns of the table, and the smallest scales printed
-# under it). The two are discretisations of the same guided process, and they differ here in two ways at once:
-# DDPM-100 takes four times as many steps (each with its own classifier gradient) and adds fresh noise at every step, which
-# DDIM with $\eta = 0$ does not. The shipped models, trained for far longer, need much smaller scales (the
+# All three samplers guide your young models to the digit asked for, but not at the same scale: at equal $s$ the
+# DDPM-100 chain pushes harder than DDIM-25 with $\eta = 0$ (compare the columns of the table, and the smallest
+# scales printed under it). The two are discretisations of the same guided process, and they differ in two ways at once:
+# DDPM-100 takes four times as many steps (each with its own classifier gradient) and adds fresh noise at every
+# step, which DDIM with $\eta = 0$ does not. The third sampler separates the two: DDIM-25 with $\eta = 1$ changes
+# only the noise; from it to DDPM-100 the number of steps changes, and the guidance's form with it (the mean
+# shift for the eps shift, which 5.4 compared). The line that starts "at s = 10" says what each change bought
+# there. The shipped models, trained for far longer, need much smaller scales (the
 # sweep below reaches its best near $s = 4$): the scale that works is a property of the models as well as of
 # the formula, which is why we sweep it rather than fix it.
 #

@@ -39,3 +39,18 @@ def test_real_digits_are_realistic_and_noise_is_not():
     assert realistic_fraction(evaluator_outputs(evaluator, noise)[1], test_feats) < 0.05
     # the reason for this measure: the evaluator is confident about pure noise
     assert evaluator_outputs(evaluator, noise)[0].softmax(1).max(1).values.mean() > 0.9
+
+
+def test_unguided_quality_tells_a_trained_model_from_one_that_predicts_no_noise():
+    from course_utils.evaluation import unguided_quality
+
+    evaluator = load_pretrained("evaluator", device="cpu").model
+    test_feats = evaluator_outputs(evaluator, load_mnist(train=False, offline=True, verbose=False).images)[1]
+    shipped = load_pretrained("ddpm_eps", device="cpu")
+
+    def no_noise(x_t, t):   # eps_hat = 0: x0_hat is x_t / sqrt(ab_t), clamped noise
+        return torch.zeros_like(x_t)
+
+    good = unguided_quality(shipped.model, shipped.schedule, "eps", evaluator, test_feats, steps=10, n=32)
+    bad = unguided_quality(no_noise, shipped.schedule, "eps", evaluator, test_feats, sampler="ddpm", steps=10, n=32)
+    assert good[0] > 0.5 > 0.1 > bad[0] and good[1] < bad[1]
