@@ -33,9 +33,9 @@ from course_utils import EpsUNet, EMA, NoiseSchedule, load_mnist, load_pretraine
 from course_utils.core.device import cpu_summary  # noqa: E402
 from course_utils.core.sampling import ddim_sample  # noqa: E402
 from course_utils.core.training import denoiser_loss, fit  # noqa: E402
-from course_utils.evaluation import (evaluator_outputs, frechet_distance, judge, realistic_fraction,  # noqa: E402
-                                     unguided_quality)
+from course_utils.evaluation import evaluator_outputs, judge  # noqa: E402
 from course_utils.recipes import lr_shape, recipe_for  # noqa: E402
+from unguided_table import print_header, print_row  # noqa: E402  (beside this script)
 
 OBJECTIVES = {"eps": ("eps", None), "eps-minsnr": ("eps", 5.0), "v": ("v", None), "x0": ("x0", None)}
 CFG_SCALES = [1.0, 2.0, 3.0, 5.0]
@@ -84,20 +84,11 @@ def main() -> int:
                    for s in CFG_SCALES]
             print(f"| {objective} | {steps:,} | " + " | ".join(f"{a:.0%}" for a in row) + " |", flush=True)
         return 0
-    real = train_data.images[torch.randperm(len(train_data.images), generator=torch.Generator().manual_seed(0))[:100]]
-    real_feats = evaluator_outputs(evaluator, real)[1]
-    print(f"100 real training digits: {realistic_fraction(real_feats, test_feats):.0%} realistic, "
-          f"Frechet {frechet_distance(real_feats, test_feats):.0f} (the reference of the same size)")
-    print("| objective | steps | DDIM-25: realistic, Frechet | DDPM-100: realistic, Frechet |")
-    print("| --- | ---: | --- | --- |")
+    print_header(evaluator, train_data.images, test_feats, "objective")
     for objective in args.only:
         start = time.perf_counter()
         net, prediction, steps, schedule = train(objective, False, args.seconds, args.batch, args.seed, train_data)
-        cells = ["{:.0%}, {:.0f}".format(*unguided_quality(net, schedule, prediction, evaluator, test_feats,
-                                                           sampler=sampler, steps=steps, seed=5))
-                 for sampler, steps in (("ddim", 25), ("ddpm", 100))]
-        print(f"| {objective} | {steps:,} | {cells[0]} | {cells[1]} |  ({time.perf_counter() - start:.0f} s)",
-              flush=True)
+        print_row(objective, steps, net, schedule, prediction, evaluator, test_feats, start)
     return 0
 
 

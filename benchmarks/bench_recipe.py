@@ -33,8 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from course_utils import NoiseSchedule, load_mnist, load_pretrained  # noqa: E402
 from course_utils.core.device import cpu_summary  # noqa: E402
 from course_utils.core.training import fit  # noqa: E402
-from course_utils.evaluation import evaluator_outputs, frechet_distance, realistic_fraction, unguided_quality  # noqa: E402
+from course_utils.evaluation import evaluator_outputs  # noqa: E402
 from course_utils.recipes import QUICK_RECIPES, lr_shape, network_ema_optimizer, recipe_loss  # noqa: E402
+from unguided_table import print_header, print_row  # noqa: E402  (beside this script)
 
 VARIANTS = {
     "base": lambda r: {},
@@ -73,22 +74,14 @@ def main() -> int:
     evaluator = load_pretrained("evaluator", device="cpu").model
     train_data, test = load_mnist(verbose=False), load_mnist(train=False, verbose=False)
     test_feats = evaluator_outputs(evaluator, test.images)[1]
-    real = train_data.images[torch.randperm(len(train_data.images), generator=torch.Generator().manual_seed(0))[:100]]
-    real_feats = evaluator_outputs(evaluator, real)[1]
-    print(f"100 real training digits: {realistic_fraction(real_feats, test_feats):.0%} realistic, "
-          f"Frechet {frechet_distance(real_feats, test_feats):.0f} (the reference of the same size)")
-    print("| variant | steps | DDIM-50: realistic, Frechet | DDPM-100: realistic, Frechet |")
-    print("| --- | ---: | --- | --- |")
+    chains = (("ddim", 50), ("ddpm", 100))
+    print_header(evaluator, train_data.images, test_feats, "variant", chains)
     schedule = NoiseSchedule(**recipe.schedule)
     for variant in args.only:
         start = time.perf_counter()
         r = dataclasses.replace(recipe, **VARIANTS[variant](recipe))
         net, steps = train(r, args.seconds, args.seed, train_data)
-        cells = ["{:.0%}, {:.0f}".format(*unguided_quality(net, schedule, r.objective, evaluator, test_feats,
-                                                           sampler=sampler, steps=steps, seed=5))
-                 for sampler, steps in (("ddim", 50), ("ddpm", 100))]
-        print(f"| {variant} | {steps:,} | {cells[0]} | {cells[1]} |  ({time.perf_counter() - start:.0f} s)",
-              flush=True)
+        print_row(variant, steps, net, schedule, r.objective, evaluator, test_feats, start, chains)
     return 0
 
 
