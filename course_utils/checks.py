@@ -1,5 +1,5 @@
 """Checks that teach: each compares a student's function with the reference on random inputs
-and, when they differ, names the likely mistake.
+and, when they differ, says which term of the formula is wrong and how.
 
 Every check prints a short confirmation when the function is right and raises
 :class:`CheckFailed` (an AssertionError) with a hint when it is not. A function that still
@@ -9,19 +9,50 @@ The inputs are chosen so that each mistake an exercise invites changes the resul
 coarse schedules (few, large steps) where a factor close to 1 would hide a mistake, t = 0 and
 the last DDIM step among the timesteps, and every function called twice on the same inputs
 (a result that changes between calls means state leaks from one call into the next).
+
+A wrong result is diagnosed in two ways. A short table of common mistakes is tried first: a
+hint from it is given only when the student's result equals that mistake's result exactly.
+Otherwise the check probes the terms of the formula one at a time with chosen inputs (see
+:mod:`course_utils.probes`) and reports each wrong term in the formula's symbols, naming a
+cause only when the probe has verified it.
 """
 from __future__ import annotations
 
+import os
+import traceback
+
 import torch
 import torch.nn.functional as F
+
+from . import probes
+from .probes import Coef, Term
 
 from .core.guidance import NULL_LABEL, guided_eps
 from .core.sampling import ddim_step, ddpm_step
 from .core.schedule import NoiseSchedule
 
 
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
 class CheckFailed(AssertionError):
-    """The student's function gives wrong results; the message says what is likely wrong."""
+    """The student's function gives wrong results; the message says what is wrong.
+
+    In a notebook (and in nbgrader's feedback) it shows only its message and, when the student's
+    code raised, the lines of the student's own code in that traceback: not the checks' source.
+    """
+
+    def _render_traceback_(self) -> list:
+        lines = []
+        cause = self.__cause__
+        if cause is not None and cause.__traceback__ is not None:
+            frames = [f for f in traceback.extract_tb(cause.__traceback__)
+                      if not os.path.abspath(f.filename).startswith(_HERE)]
+            if frames:
+                lines.append("Traceback of your code (most recent call last):")
+                lines += [line.rstrip("\n") for line in traceback.format_list(frames)]
+            lines.append(f"{type(cause).__name__}: {cause}")
+        return lines + [f"CheckFailed: {self}"]
 
 
 def _schedule() -> NoiseSchedule:
@@ -93,7 +124,9 @@ def _as_result(what: str, got, want: torch.Tensor) -> torch.Tensor:
     return got
 
 
-def _verdict(what: str, got, want: torch.Tensor, mistakes: dict, atol: float = 1e-4) -> None:
+def _verdict(what: str, got, want: torch.Tensor, mistakes: dict, atol: float = 1e-4, probe=None) -> None:
+    """Nothing when ``got`` equals ``want``; otherwise a CheckFailed with the hint of the table entry that
+    ``got`` equals exactly, or else the term-level diagnosis ``probe()`` returns (a list of sentences)."""
     got = _as_result(what, got, want).detach()
     if torch.allclose(got.float(), want.float(), atol=atol, rtol=1e-4):
         return
@@ -101,7 +134,44 @@ def _verdict(what: str, got, want: torch.Tensor, mistakes: dict, atol: float = 1
         if wrong.shape == got.shape and torch.allclose(got.float(), wrong.float(), atol=atol, rtol=1e-4):
             raise CheckFailed(f"{what}: {hint}")
     err = (got.float() - want.float()).abs().max().item()
-    raise CheckFailed(f"{what}: wrong values (largest error {err:.3g}); compare each factor with the formula above")
+    raise CheckFailed(f"{what}: wrong values (largest error {err:.3g})" + _diagnosis(probe))
+
+
+def _diagnosis(probe) -> str:
+    """The probe's sentences as the rest of a message; if the probe finds every term right, say that the
+    terms are right and their combination is not (a fact the probe has measured)."""
+    if probe is None:
+        return ""
+    try:
+        lines = probe()
+    except NotImplementedError:
+        raise
+    except Exception:  # the student's code fails on the probe inputs: keep to what was measured above
+        return ""
+    if not lines:
+        return (": each term of the formula is right when read alone (one input at a time), so the terms are "
+                "combined differently from the formula")
+    return ":\n" + "\n".join(f"- {line}" for line in lines)
+
+
+def _linear_probe(calls: list, terms: list, atoms: dict, labels: list, neighbours: dict):
+    """A probe for a weighted-sum formula. ``calls`` holds (call, inputs, rows): each call's coefficients
+    are read one input at a time, and ``rows`` (None for all) picks the samples that are probe points."""
+    def probe():
+        parts = []
+        for call, inputs, rows in calls:
+            coefs, offset, varies = probes.read_coefficients(call, inputs, [tm.name for tm in terms])
+            pick = slice(None) if rows is None else rows
+            parts.append(({k: v[pick] for k, v in coefs.items()}, offset[pick], varies))
+        got = {tm.name: torch.cat([p[0][tm.name] for p in parts]) for tm in terms}
+        varies = {tm.name: any(p[2][tm.name] for p in parts) for tm in terms}
+        return probes.term_report(terms, got, atoms, labels, neighbours,
+                                  offset=torch.cat([p[1] for p in parts]), varies=varies)
+    return probe
+
+
+def _labels(t) -> list:
+    return [f"t = {int(v)}" for v in t]
 
 
 def _twice(what: str, fn, *args, shapes: str = BROADCAST_HINT):
@@ -133,7 +203,11 @@ def check_q_sample(fn) -> None:
     ab, a = _col(s.alpha_bars[t], x0), _col(s.alphas[t], x0)
     ab_prev = _col(s.alpha_bars[t - 1], x0)
     want = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
-    _verdict("q_sample", _twice("q_sample", fn, x0, t, noise, s), want, {
+    atoms, nb = probes.schedule_atoms(s, t)
+    probe = _linear_probe([(lambda x0, noise: fn(x0, t, noise, s), {"x0": x0, "noise": noise}, None)],
+                          [Term("x0", "x0", Coef.of(("alpha_bar_t", 0.5))),
+                           Term("noise", "the noise", Coef.of(("1 - alpha_bar_t", 0.5)))], atoms, _labels(t), nb)
+    _verdict("q_sample", _twice("q_sample", fn, x0, t, noise, s), want, probe=probe, mistakes={
         "the square roots are missing: x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps":
             ab * x0 + (1 - ab) * noise,
         "you used alpha_t (one step) instead of alpha_bar_t (the product up to t)":
@@ -152,7 +226,15 @@ def check_snr(fn) -> None:
     """fn(alpha_bars) = SNR(t) = alpha_bar_t / (1 - alpha_bar_t), for every t at once."""
     s = _coarse_schedule()
     ab = s.alpha_bars
-    _verdict("snr", _twice("snr", fn, ab.clone()), ab / (1 - ab), {
+    atoms = {"alpha_bar_t": ab.double(), "1 - alpha_bar_t": 1 - ab.double()}
+    swap = "the signal's variance and the noise's swapped"
+    nb = {"alpha_bar_t": [("1 - alpha_bar_t", swap)], "1 - alpha_bar_t": [("alpha_bar_t", swap)]}
+    term = Term("snr", "SNR", Coef.of(("alpha_bar_t", 1), ("1 - alpha_bar_t", -1)), phrase="your SNR")
+
+    def probe():
+        return probes.term_report([term], {"snr": fn(ab.clone()).detach().double()}, atoms,
+                                  _labels(range(len(ab))), nb)
+    _verdict("snr", _twice("snr", fn, ab.clone()), ab / (1 - ab), probe=probe, mistakes={
         "that is a ratio of standard deviations: the SNR compares variances, alpha_bar_t / (1 - alpha_bar_t), "
         "with no square roots": ab.sqrt() / (1 - ab).sqrt(),
         "upside down: the signal's variance alpha_bar_t goes on top, the noise's variance 1 - alpha_bar_t below":
@@ -167,20 +249,54 @@ def check_snr(fn) -> None:
 def check_time_map(fn) -> None:
     """fn(t, T, x) = t / T as a [B, 1, H, W] channel."""
     x = torch.zeros(3, 1, 5, 7)
-    t = torch.tensor([0, 250, 999])
+    t = torch.tensor([250, 0, 999])
     want = (t.float() / 1000).view(3, 1, 1, 1).expand(3, 1, 5, 7)
     got = _twice("time map", fn, t, 1000, x,
                  shapes="build t / T with shape [B, 1, 1, 1] (.view(-1, 1, 1, 1)), then .expand(B, 1, H, W)")
     if isinstance(got, torch.Tensor) and got.shape == (3, 1, 1, 1):
         raise CheckFailed("time map: expand the [B, 1, 1, 1] tensor to the image size [B, 1, H, W]")
-    if isinstance(got, torch.Tensor) and not got.is_floating_point():
-        raise CheckFailed("time map: integer division: convert t to float before dividing (t.float() / T)")
+    if isinstance(got, torch.Tensor) and got.shape == want.shape and not got.is_floating_point():
+        t2 = torch.tensor([500, 999, 3])
+        floor = _call("time map", fn, t2, 250, x).flatten(1)[:, 0].tolist() == (t2 // 250).tolist()
+        raise CheckFailed(f"time map: the result is an integer tensor ({got.dtype}): the channel holds the "
+                          "fraction t / T, so compute it in floats (t.float() / T)" + (
+                              f"; with T = 250 it holds {(t2 // 250).tolist()} for t = {t2.tolist()}, the integer "
+                              "division t // T" if floor else ""))
     _verdict("time map", got, want, {
         "t is not scaled: divide by T so the channel lies in [0, 1] like the pixels": want * 1000,
         "divide by T, not T - 1": t.float().div(999).view(3, 1, 1, 1).expand(3, 1, 5, 7),
-        "integer division: convert t to float before dividing (t.float() / T)": torch.zeros(3, 1, 5, 7),
-    })
+    }, probe=lambda: _time_map_probe(fn, x))
     _done("time map")
+
+
+def _time_map_probe(fn, x) -> list:
+    """Read the channel's value per sample for two batches (T = 1000 and T = 250) and compare it with t / T."""
+    cases = [(torch.tensor([250, 0, 999]), 1000), (torch.tensor([500, 999, 3]), 250)]
+    values, ts, Ts = [], [], []
+    for t, T in cases:
+        out = fn(t, T, x).detach().double().flatten(1)
+        if (out.max(1).values - out.min(1).values).abs().max() > 1e-6:
+            return ["the channel is not one value per sample: it must hold t / T at every pixel of the sample"]
+        if torch.allclose(out[:, 0], out[:1, 0].expand(3)):
+            return [f"every sample of the batch t = {t.tolist()} holds the same value {out[0, 0]:.4g}: each sample's "
+                    "channel must be made from its own t"]
+        values.append(out[:, 0])
+        ts.append(t.double())
+        Ts.append(torch.full((3,), float(T), dtype=torch.float64))
+    v, t, T = torch.cat(values), torch.cat(ts), torch.cat(Ts)
+    labels = [f"t = {int(a)}, T = {int(b)}" for a, b in zip(t, T)]
+    if probes.close(v, torch.div(t, T, rounding_mode="floor")) and not probes.close(v, t / T):
+        return [f"with T = 250 the channel holds {v[3:].tolist()} for t = {t[3:].int().tolist()}: whole numbers, "
+                "t // T: an integer division; divide in floats, t.float() / T"]
+    term = Term("map", "t / T", Coef.of(("t", 1), ("T", -1)), phrase="the channel's value")
+    return probes.term_report([term], {"map": v}, {"t": t, "T": T, "T - 1": T - 1}, labels,
+                              {"T": [("T - 1", "divide by T, not T - 1")]})
+
+
+POSTERIOR_TERMS = [
+    Term("x0", "x0_hat", Coef.of(("alpha_bar_{t-1}", 0.5), ("beta_t", 1), ("1 - alpha_bar_t", -1))),
+    Term("x_t", "x_t", Coef.of(("alpha_t", 0.5), ("1 - alpha_bar_{t-1}", 1), ("1 - alpha_bar_t", -1))),
+]
 
 
 def check_posterior_mean(fn) -> None:
@@ -192,7 +308,11 @@ def check_posterior_mean(fn) -> None:
     ab, ab_prev = _col(s.alpha_bars[t], x0), _col(s.alpha_bars_prev[t], x0)
     wrapped = _col(s.alpha_bars[t - 1], x0)            # alpha_bars[-1] at t = 0
     c0, ct = ab_prev.sqrt() * b / (1 - ab), a.sqrt() * (1 - ab_prev) / (1 - ab)
-    _verdict("posterior mean", _twice("posterior mean", fn, x0, x_t, t, s), c0 * x0 + ct * x_t, {
+    atoms, nb = probes.schedule_atoms(s, t)
+    probe = _linear_probe([(lambda x0, x_t: fn(x0, x_t, t, s), {"x0": x0, "x_t": x_t}, None)],
+                          POSTERIOR_TERMS, atoms, _labels(t), nb)
+    _verdict("posterior mean", _twice("posterior mean", fn, x0, x_t, t, s), c0 * x0 + ct * x_t, probe=probe,
+             mistakes={
         "the coefficients of x0_hat and x_t are swapped": ct * x0 + c0 * x_t,
         "use alpha_bar_{t-1} (schedule.alpha_bars_prev[t]) in the x0 coefficient, not alpha_bar_t":
             ab.sqrt() * b / (1 - ab) * x0 + ct * x_t,
@@ -210,12 +330,17 @@ def check_ddpm_step(fn) -> None:
     """fn(x_t, t, x0_hat, schedule, noise) with an int t: posterior mean + sqrt(posterior variance) * noise."""
     s, g = _coarse_schedule(), torch.Generator().manual_seed(2)
     x_t, x0, z = (torch.randn(4, 1, 4, 4, generator=g) for _ in range(3))
+    probe_ts = (15, 1, 0, 7, 12, 3, 19)
+    atoms, nb = probes.schedule_atoms(s, torch.tensor(probe_ts))
+    terms = POSTERIOR_TERMS + [Term("z", "the noise z", Coef.of(("posterior_variance_t", 0.5)))]
+    probe = _linear_probe([((lambda x_t, x0, z, t=t: fn(x_t, t, x0, s, z)), {"x_t": x_t, "x0": x0, "z": z}, [0])
+                           for t in probe_ts], terms, atoms, _labels(probe_ts), nb)
     for t in (15, 1, 0):
         tt = torch.full((4,), t)
         mean = s.posterior_mean(x0, x_t, tt)
         var = s.posterior_variance[t]
         want = ddpm_step(x_t, t, x0, s, z)
-        _verdict(f"DDPM step at t={t}", _twice("DDPM step", fn, x_t, t, x0, s, z), want, {
+        _verdict(f"DDPM step at t={t}", _twice("DDPM step", fn, x_t, t, x0, s, z), want, probe=probe, mistakes={
             "no noise is added at the last step (t = 0): return the mean itself": mean + s.betas[0].sqrt() * z,
             "the noise is scaled by the standard deviation sqrt(posterior_variance), not the variance":
                 mean + var * z,
@@ -300,7 +425,12 @@ def check_reverse_mean(fn) -> None:
     t = torch.cat([torch.tensor([0, 19]), torch.randint(1, 19, (6,), generator=g)])
     a, b, ab = _col(s.alphas[t], x_t), _col(s.betas[t], x_t), _col(s.alpha_bars[t], x_t)
     want = (x_t - b / (1 - ab).sqrt() * eps) / a.sqrt()
-    _verdict("reverse mean", _twice("reverse mean", fn, x_t, t, eps, s), want, {
+    atoms, nb = probes.schedule_atoms(s, t)
+    terms = [Term("x_t", "x_t", Coef.of(("alpha_t", -0.5))),
+             Term("eps", "eps", Coef.of(("beta_t", 1), ("1 - alpha_bar_t", -0.5), ("alpha_t", -0.5), c=-1))]
+    probe = _linear_probe([(lambda x_t, eps: fn(x_t, t, eps, s), {"x_t": x_t, "eps": eps}, None)], terms, atoms,
+                          _labels(t), nb)
+    _verdict("reverse mean", _twice("reverse mean", fn, x_t, t, eps, s), want, probe=probe, mistakes={
         "the denominator is sqrt(1 - alpha_BAR_t), not sqrt(1 - alpha_t) (a misprint in one of our sources)":
             (x_t - b / (1 - a).sqrt() * eps) / a.sqrt(),
         "the whole bracket is divided by sqrt(alpha_t)": x_t - b / (1 - ab).sqrt() * eps,
