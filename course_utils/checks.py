@@ -18,6 +18,7 @@ cause only when the probe has verified it.
 """
 from __future__ import annotations
 
+import math
 import os
 import traceback
 
@@ -364,7 +365,8 @@ def check_sinusoidal_embedding(fn) -> None:
         ang = t.float()[:, None] * 10000 ** exponent[None]
         return torch.cat([ang.sin(), ang.cos()], 1), ang
     want, ang = embed(-i / half)
-    _verdict("sinusoidal embedding", _twice("sinusoidal embedding", fn, t, dim), want, {
+    _verdict("sinusoidal embedding", _twice("sinusoidal embedding", fn, t, dim), want,
+             probe=lambda: _embedding_probe(fn, dim), mistakes={
         "sin and cos are in the wrong order: sines first, then cosines": torch.cat([ang.cos(), ang.sin()], 1),
         "the frequency exponent is -i / (dim/2), not -i / dim": embed(-i / dim)[0],
         "the exponent needs its minus sign: the frequencies 10000^(-i/(dim/2)) fall from 1 to 1/10000":
@@ -373,6 +375,63 @@ def check_sinusoidal_embedding(fn) -> None:
             torch.stack([ang.sin(), ang.cos()], 2).reshape(4, dim),
     })
     _done("sinusoidal embedding")
+
+
+FREQUENCY_RULES = {  # w_i for i = 0 .. dim/2 - 1; the first is the formula's
+    "10000^(-i / (dim/2))": lambda i, half: 10000 ** (-i / half),
+    "10000^(-i / dim)": lambda i, half: 10000 ** (-i / (2 * half)),
+    "10000^(-i / (dim/2 - 1))": lambda i, half: 10000 ** (-i / (half - 1)),
+    "10000^(-(i + 1) / (dim/2))": lambda i, half: 10000 ** (-(i + 1) / half),
+    "10000^(i / (dim/2))": lambda i, half: 10000 ** (i / half),
+    "10000^(-2i / (dim/2))": lambda i, half: 10000 ** (-2 * i / half),
+    "1000^(-i / (dim/2))": lambda i, half: 1000 ** (-i / half),
+    "e^(-i / (dim/2))": lambda i, half: torch.exp(-i / half),
+}
+
+
+def _embedding_probe(fn, dim: int) -> list:
+    """Name what each column of the embedding holds: sin or cos of t w_i, for which i and which rule for w_i,
+    read at t = 0, 1, 2, 3, 7, 50, 999 (a column is named only when one reading fits it at every t)."""
+    t = torch.tensor([0, 1, 2, 3, 7, 50, 999])
+    out = fn(t, dim).detach().double()
+    half = dim // 2
+    i = torch.arange(half, dtype=torch.float64)
+    names, cands = [], []
+    for rule, w in FREQUENCY_RULES.items():
+        ang = t.double()[:, None] * w(i, half)[None]
+        for f, vals in (("sin", ang.sin()), ("cos", ang.cos())):
+            for k in range(half):
+                names.append((f, k, rule))
+                cands.append(vals[:, k])
+    cands = torch.stack(cands)                                               # [n, len(t)]
+    found = []
+    for j in range(dim):
+        hit = ((cands - out[:, j]).abs() < 1e-4).all(1).nonzero()
+        found.append(names[int(hit[0])] if len(hit) else None)
+    want = [("sin", j, next(iter(FREQUENCY_RULES))) if j < half else ("cos", j - half, next(iter(FREQUENCY_RULES)))
+            for j in range(dim)]
+    wrong = [j for j in range(dim) if found[j] != want[j]]
+    if not wrong:
+        return []
+    rules = {f[2] for f in found if f is not None}
+    if None not in found and len(rules) == 1 and [f[:2] for f in found] == [w[:2] for w in want]:
+        (rule,) = rules
+        return [f"the frequencies are w_i = {rule}, where the formula has w_i = 10000^(-i / (dim/2)) "
+                f"(w_1 = {FREQUENCY_RULES[rule](i, half)[1]:.4g} where the formula's is {10000 ** (-1 / half):.4g})"]
+    j = wrong[0]
+    f, k, _ = want[j]
+    should = f"{f}(t w_{k}) (sines of w_0 .. w_{half - 1} in columns 0 .. {half - 1}, then the cosines)"
+    if found[j] is None:
+        return [f"column {j} is {out[1, j]:.4g} at t = 1, where the formula's {f}(t w_{k}) = "
+                f"{want_value(f, k, half):.4g}: it is not sin or cos of t times one frequency of a known rule"]
+    g, m, rule = found[j]
+    held = f"{g}(t w_{m})" + ("" if rule == next(iter(FREQUENCY_RULES)) else f" with w_i = {rule}")
+    return [f"column {j} holds {held}, where the formula puts {should}"]
+
+
+def want_value(f: str, k: int, half: int) -> float:
+    w = 10000 ** (-k / half)
+    return math.sin(w) if f == "sin" else math.cos(w)
 
 
 class _FixedModel(torch.nn.Module):
@@ -386,13 +445,85 @@ class _FixedModel(torch.nn.Module):
         return self.gain * x + 0.001 * t.float().view(-1, *([1] * (x.dim() - 1)))
 
 
-def _loss_verdict(what: str, got, want: torch.Tensor, mistakes: dict) -> None:
+def _loss_verdict(what: str, got, want: torch.Tensor, mistakes: dict, probe=None) -> None:
     """A loss must be a 0-dim float tensor that gradients flow back through, with the right value."""
     got = _as_result(what, got, want)
     if not got.requires_grad:
         raise CheckFailed(f"{what}: the loss carries no gradient (it was detached, computed under torch.no_grad(), "
                           "or rebuilt with torch.tensor(...)): training calls loss.backward() on it")
-    _verdict(what, got, want, mistakes, atol=1e-5)
+    _verdict(what, got, want, mistakes, atol=1e-5, probe=probe)
+
+
+class _Recorder(torch.nn.Module):
+    """A model that predicts ``out(x)`` (default zeros) and remembers the input it was given."""
+
+    def __init__(self, out=None):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+        self.out = out
+        self.seen = None
+
+    def forward(self, x, t):
+        self.seen = x.detach().clone()
+        return (self.out(x) if self.out is not None else torch.zeros_like(x)) + 0 * self.w * x
+
+
+def _eps_loss_probe(fn, x0, t, s) -> list:
+    """Probe the three parts of the eps loss: the input the model sees (its coefficients of x0 and of the noise,
+    as for q_sample), the target (a model that predicts 0, with x0 = 0 or noise = 0) and the reduction."""
+    lines = []
+
+    def seen(x0_, noise_):
+        m = _Recorder()
+        fn(m, x0_, t, noise_, s)
+        return m.seen
+    atoms, nb = probes.schedule_atoms(s, t)
+    terms = [Term("x0", "x0", Coef.of(("alpha_bar_t", 0.5)), phrase="the model's input: its coefficient of x0"),
+             Term("noise", "the noise", Coef.of(("1 - alpha_bar_t", 0.5)),
+                  phrase="the model's input: its coefficient of the noise")]
+    coefs, offset, varies = probes.read_coefficients(seen, {"x0_": x0, "noise_": torch.ones_like(x0)}, ["x0_", "noise_"])
+    coefs = {"x0": coefs["x0_"], "noise": coefs["noise_"]}
+    lines += probes.term_report(terms, coefs, atoms, _labels(t), nb, varies={"x0": varies["x0_"], "noise": varies["noise_"]})
+    e = torch.ones_like(x0)
+    e.view(-1)[::2] = 3.0                                      # |e| and e^2 differ, so L1 and L2 differ
+    z = torch.zeros_like(x0)
+    with torch.no_grad():
+        on_noise = float(fn(_Recorder(), z, t, e, s))          # target noise: the loss of predicting 0
+        on_x0 = float(fn(_Recorder(), e, t, z, s))             # target x0 would make this the one
+    n, b = x0.numel(), len(x0)
+    sq, ab_ = float((e ** 2).mean()), float(e.abs().mean())
+    if abs(on_noise) < 1e-6 and abs(on_x0 - sq) < 1e-4 * sq:
+        return lines + ["the target: predicting 0 costs 0 when x0 = 0 and the noise is not, and costs mean(x0^2) when "
+                        "the noise is 0: the target is x0, where eps-prediction's is the noise"]
+    for value, what in ((sq, None), (sq * n, f"a sum over all {n} numbers where the formula takes their mean"),
+                        (sq * n / b, "a sum over each image's pixels, then a mean over the batch, where the formula "
+                                     "takes the mean over all numbers"),
+                        (ab_, "the mean absolute error |pred - noise| (an L1 loss), where the formula squares it"),
+                        (math.sqrt(sq), "the square root of the mean squared error, where the formula takes no root")):
+        if abs(on_noise - value) <= 1e-4 * value:
+            return lines + ([f"the reduction: {what}"] if what else [])
+    return lines + [f"with a model that predicts 0, x0 = 0 and noise e, the loss is {on_noise:.4g}, where the formula's "
+                    f"mean((0 - e)^2) = {sq:.4g}"]
+
+
+def _classifier_loss_probe(fn, x0, y, t, noise, s) -> list:
+    """The reduction and the use of the logits, with logits fixed in advance (they do not depend on x)."""
+    g = torch.Generator().manual_seed(12)
+    logits = torch.randn(len(x0), 10, generator=g) * 2
+    clf = _Recorder(out=None)
+    clf.forward = lambda x, t: logits + 0 * clf.w * x.flatten(1)[:, :1]
+    with torch.no_grad():
+        v = float(fn(clf, x0, y, t, noise, s))
+    ce = F.cross_entropy(logits, y, reduction="none")
+    for value, what in ((float(ce.mean()), None),
+                        (float(ce.sum()), f"summed over the batch ({len(y)} samples) where the formula takes the mean"),
+                        (float(F.cross_entropy(logits.softmax(1), y)), "softmax is applied before F.cross_entropy, "
+                         "which applies log-softmax itself"),
+                        (float(F.nll_loss(logits, y)), "nll_loss on the raw logits: it needs log-probabilities")):
+        if abs(v - value) <= 1e-4 * (1 + abs(value)):
+            return [f"with the classifier's logits fixed, {what}"] if what else []
+    return [f"with the classifier's logits fixed, the loss is {v:.4g}, where cross_entropy(logits, y) = "
+            f"{float(ce.mean()):.4g}"]
 
 
 def check_eps_loss(fn) -> None:
@@ -414,7 +545,8 @@ def check_eps_loss(fn) -> None:
             "x_t needs the square roots: x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) noise "
             "(schedule.q_sample(x0, t, noise) computes it)": F.mse_loss(model(ab * x0 + (1 - ab) * noise, t), noise),
         }
-    _loss_verdict("eps loss", _twice("eps loss", fn, model, x0, t, noise, s), want, mistakes)
+    _loss_verdict("eps loss", _twice("eps loss", fn, model, x0, t, noise, s), want, mistakes,
+                  probe=lambda: _eps_loss_probe(fn, x0, t, s))
     _done("eps loss")
 
 
@@ -455,13 +587,42 @@ def check_add_time_embedding(fn) -> None:
         got = _twice("time embedding", fn, h, emb, proj,
                      shapes="proj(emb) has shape [B, C]: index it as proj(emb)[:, :, None, None] to add one value per "
                             "channel at every pixel of h [B, C, H, W]")
-    _verdict("time embedding added to the features", got, h + p[:, :, None, None], {
+    _verdict("time embedding added to the features", got, h + p[:, :, None, None],
+             probe=lambda: _embedding_sum_probe(fn, h, emb, proj), mistakes={
         "project the embedding with proj first, so it has one value per channel": h + emb[:, :4, None, None],
         "add the projected embedding, do not multiply": h * p[:, :, None, None],
         "the features h must be kept: return h + proj(emb), not only the embedding":
             p[:, :, None, None].expand(3, 4, 5, 5),
     })
     _done("time embedding")
+
+
+def _embedding_sum_probe(fn, h, emb, proj) -> list:
+    """Read the two terms of h + proj(emb)[:, :, None, None] apart: the features h (with a projection that
+    gives 0) and the embedding term (with h = 0)."""
+    zero = torch.nn.Linear(proj.in_features, proj.out_features)
+    torch.nn.init.zeros_(zero.weight)
+    torch.nn.init.zeros_(zero.bias)
+    lines = []
+    with torch.no_grad():
+        p = proj(emb)[:, :, None, None].expand_as(h)
+        only_h = fn(h, emb, zero).double()
+        only_e = fn(torch.zeros_like(h), emb, proj).double()
+    if not probes.close(only_h, h.double()):
+        lines.append("with proj(emb) = 0 the result should be h itself; it is " + (
+            "0: the features h are lost" if probes.close(only_h, torch.zeros_like(only_h)) else
+            f"off by up to {(only_h - h).abs().max():.3g}"))
+    if not probes.close(only_e, p.double()):
+        flat = only_e.flatten(2)
+        if (flat.max(2).values - flat.min(2).values).abs().max() > 1e-6:
+            lines.append("with h = 0 the result is not one value per channel at every pixel: the embedding term "
+                         "must be proj(emb)[:, :, None, None]")
+        elif probes.close(only_e, torch.zeros_like(only_e)):
+            lines.append("with h = 0 the result is 0: the embedding term vanishes with h, so it is not added to h")
+        else:
+            lines.append(f"with h = 0 the result differs from proj(emb)[:, :, None, None] by up to "
+                         f"{(only_e - p).abs().max():.3g}")
+    return lines
 
 
 class _Spy(torch.nn.Module):
@@ -502,7 +663,8 @@ def check_classifier_loss(fn) -> None:
                 F.cross_entropy(logits.softmax(1), y),
             "take the mean over the batch, not the sum": F.cross_entropy(logits, y, reduction="sum"),
         }
-    _loss_verdict("classifier loss", got, want, mistakes)
+    _loss_verdict("classifier loss", got, want, mistakes,
+                  probe=lambda: _classifier_loss_probe(fn, x0, y, t, noise, s))
     _done("classifier loss")
 
 
@@ -533,7 +695,7 @@ def check_classifier_grad(fn) -> None:
     if x.requires_grad or x.grad is not None or not torch.equal(x, before):
         raise CheckFailed("classifier gradient: your function changed the caller's x_t (requires_grad_, .grad or "
                           "an in-place update): work on a copy, x = x_t.detach().requires_grad_(True)")
-    _verdict("classifier gradient", got, want, {
+    _verdict("classifier gradient", got, want, probe=lambda: _gradient_probe(fn, clf, x, t, y, want), mistakes={
         "take the gradient of the LOG-probability (log_softmax), not of the probability (softmax)":
             grad_of(lambda lg: F.softmax(lg, 1).gather(1, y[:, None])),
         "take the gradient of log_softmax at y, not of the raw logit at y": grad_of(lambda lg: lg.gather(1, y[:, None])),
@@ -547,18 +709,77 @@ def check_classifier_grad(fn) -> None:
     _done("classifier gradient")
 
 
+def _gradient_probe(fn, clf, x, t, y, want) -> list:
+    """Compare each sample's gradient with the formula's: a common factor (1/B, -1), right alone but wrong in a
+    batch, or neither."""
+    with torch.no_grad():
+        got = fn(clf, x, t, y).detach().double()
+    w = want.double()
+    r = (got * w).sum(1) / (w * w).sum(1)
+    along = (got - r[:, None] * w).norm(dim=1) <= 1e-4 * (1 + w.norm(dim=1))
+    B = len(x)
+    if along.all() and torch.allclose(r, r[:1].expand_as(r), rtol=1e-4):
+        k = float(r[0])
+        if abs(k * B - 1) < 1e-3:
+            return [f"each sample's gradient is 1/B = 1/{B} of grad_x log p(y | x_t): a mean over the batch, where "
+                    "each sample needs its own gradient: sum the log-probabilities, then take the gradient"]
+        return [f"each sample's gradient is {k:.4g} times grad_x log p(y | x_t)"]
+    alone = fn(clf, x[:1], t[:1], y[:1]).detach().double()
+    if probes.close(alone[0], w[0]):
+        return [f"sample 0's gradient is right in a batch of 1 and wrong in a batch of {B}: each sample's gradient "
+                "must depend on that sample alone (its own x_t and its own label y)"]
+    b = int((got - w).norm(dim=1).argmax())
+    return [f"sample {b}'s gradient is {[round(v, 4) for v in got[b].tolist()]}, where grad_x log p(y | x_t) is "
+            f"{[round(v, 4) for v in w[b].tolist()]}"]
+
+
 def check_guided_mean(fn) -> None:
     """fn(mean, variance, grad, scale) = mean + scale * variance * grad."""
     g = torch.Generator().manual_seed(8)
     mean, grad = torch.randn(4, 2, generator=g), torch.randn(4, 2, generator=g)
     var, s = torch.rand(4, 1, generator=g) * 0.1 + 0.01, 3.0
-    _verdict("guided mean", _twice("guided mean", fn, mean, var, grad, s), mean + s * var * grad, {
+    scales = (3.0, 0.5, 2.0)
+    atoms = {"s": torch.tensor(scales).double().repeat_interleave(4), "Sigma_t": var.double().flatten().repeat(3)}
+    terms = [Term("mean", "the mean mu", Coef.of()), Term("grad", "grad", Coef.of(("s", 1), ("Sigma_t", 1)))]
+    probe = _linear_probe([((lambda mean, grad, c=c: fn(mean, var, grad, c)), {"mean": mean, "grad": grad}, None)
+                           for c in scales], terms, atoms, [f"s = {c:g}, Sigma_t = {v:.4g}" for c in scales
+                                                            for v in var.flatten().tolist()], {})
+    _verdict("guided mean", _twice("guided mean", fn, mean, var, grad, s), mean + s * var * grad, probe=probe,
+             mistakes={
         "the sign of the guidance term: ADD s * Sigma * grad, to move toward the class": mean - s * var * grad,
         "scale by the variance Sigma_t, not by the standard deviation": mean + s * var.sqrt() * grad,
         "the scale s is missing": mean + var * grad,
         "the variance Sigma_t is missing: the shift is s * Sigma_t * grad": mean + s * grad,
     })
     _done("guided mean")
+
+
+DDIM_PROBES = ((600, 580, 2.0), (20, -1, 2.0), (999, 900, 0.5), (300, 150, 3.0), (100, 40, 1.0), (50, -1, 0.5))
+
+
+def _ddim_probe(fn, s, x, eps, grad) -> list:
+    """With grad = 0 read the coefficients of x_t and eps (the plain DDIM step); then read the guidance as a
+    shift of eps: grad's coefficient over eps's, which the formula makes -s sqrt(1 - alpha_bar_t)."""
+    t, tp, c = (torch.tensor(v) for v in zip(*DDIM_PROBES))
+    atoms, nb = probes.schedule_atoms(s, t, tp)
+    atoms["s"] = c.double()
+    got = {"x": [], "eps": [], "grad": []}
+    for tt, pp, cc in DDIM_PROBES:
+        coefs, _, _ = probes.read_coefficients(lambda x, eps, grad: fn(x, tt, pp, eps, grad, cc, s),
+                                               {"x": x, "eps": eps, "grad": grad}, ["x", "eps", "grad"])
+        for k in got:
+            got[k].append(coefs[k][0])
+    got = {k: torch.stack(v) for k, v in got.items()}
+    got["shift"] = got["grad"] / got["eps"]
+    terms = [Term("x", "x_t", Coef.of(("alpha_bar_{t'}", 0.5), ("alpha_bar_t", -0.5))),
+             Term("eps", "eps", Coef.of(("1 - alpha_bar_{t'}", 0.5))
+                  + Coef.of(("alpha_bar_{t'}", 0.5), ("1 - alpha_bar_t", 0.5), ("alpha_bar_t", -0.5), c=-1))]
+    labels = [f"t = {a}, t' = {b}" for a, b, _ in DDIM_PROBES]
+    lines = probes.term_report(terms, got, atoms, labels, nb)
+    shift = Term("shift", "grad", Coef.of(("s", 1), ("1 - alpha_bar_t", 0.5), c=-1),
+                 phrase="the guidance, read as a shift of eps (eps_hat = eps + shift * grad), has a shift that")
+    report = probes.term_report([shift], got, atoms, [f"{v}, s = {k:g}" for v, (_, _, k) in zip(labels, DDIM_PROBES)], nb)
+    return lines + [line.replace("has a shift that is", "has a shift of") for line in report]
 
 
 def check_guided_ddim_step(fn) -> None:
@@ -595,7 +816,8 @@ def check_guided_ddim_step(fn) -> None:
                      "left there"] = ddim(x, eps_hat, to=0)
         else:
             mistakes["step to alpha_bar of t_prev, not of t - 1"] = ddim(x, eps_hat, to=t - 1)
-        _verdict(what, _twice("guided DDIM step", fn, x, t, t_prev, eps, grad, scale, s), want, mistakes)
+        _verdict(what, _twice("guided DDIM step", fn, x, t, t_prev, eps, grad, scale, s), want, mistakes,
+                 probe=lambda: _ddim_probe(fn, s, x, eps, grad))
     _done("guided DDIM step")
 
 
@@ -603,31 +825,65 @@ def check_guided_ddim_step(fn) -> None:
 def check_drop_labels(fn) -> None:
     """fn(y, p_uncond, null_label, u) = null_label where u < p_uncond, else y (u: uniform numbers)."""
     g = torch.Generator().manual_seed(10)
-    y, u = torch.randint(0, 10, (1000,), generator=g), torch.rand(1000, generator=g)
+    y, u = torch.randint(1, 10, (1000,), generator=g), torch.rand(1000, generator=g)
     want = torch.where(u < 0.2, torch.full_like(y, NULL_LABEL), y)
     got = _twice("conditioning dropout", fn, y.clone(), 0.2, NULL_LABEL, u)
     if isinstance(got, torch.Tensor) and got.shape == want.shape and got.is_floating_point():
         raise CheckFailed("conditioning dropout: labels must stay integers (torch.long): the class embedding "
                           "looks them up by index")
-    if isinstance(got, torch.Tensor) and got.shape == want.shape and got.unique().numel() == 1:
-        raise CheckFailed("conditioning dropout: drop each label on its own, where its own u < p_uncond, not the "
-                          "whole batch at once")
     _verdict("conditioning dropout", got, want, {
-        "no label was dropped: replace y by null_label wherever u < p_uncond": y,
         "labels are dropped with probability 1 - p: replace where u < p_uncond":
             torch.where(u >= 0.2, torch.full_like(y, NULL_LABEL), y),
         f"a dropped label becomes the null label ({NULL_LABEL}), not class 0": torch.where(u < 0.2, torch.zeros_like(y), y),
         "use the u you are given, with u < p_uncond: u > 1 - p_uncond drops as many labels, but other ones":
             torch.where(u > 0.8, torch.full_like(y, NULL_LABEL), y),
-    })
+    }, probe=lambda: _dropout_probe(fn, y, u, 0.2))
     _done("conditioning dropout")
+
+
+def _dropout_probe(fn, y, u, p) -> list:
+    """Which labels were replaced, and by what, against the formula's: those where u < p_uncond."""
+    got = fn(y.clone(), p, NULL_LABEL, u)
+    should, dropped = u < p, got != y
+    n = f"{int(should.sum())} of {len(y)}"
+    if torch.equal(dropped, should):
+        values = sorted(set(got[dropped].tolist()))
+        return [f"the right labels are replaced (where u < p_uncond), but by {values}, not the null label "
+                f"{NULL_LABEL}"]
+    if not dropped.any():
+        if not (fn(y.clone(), p, NULL_LABEL, torch.zeros_like(u)) != y).any():
+            return [f"no label was dropped, not even with u = 0 everywhere: replace y by null_label wherever "
+                    f"u < p_uncond ({n} here)"]
+    first = {}
+    for v in (0.0, 0.99):
+        uu = u.clone()
+        uu[0] = v
+        first[v] = fn(y.clone(), p, NULL_LABEL, uu) != y
+    if first[0.0].all() and not first[0.99].any():
+        return ["the whole batch is dropped at once, or none of it, as u[0] < p_uncond or not: drop each label on "
+                "its own, where its own u < p_uncond"]
+    for rule, mask in (("u >= p_uncond", u >= p), ("u > 1 - p_uncond", u > 1 - p), ("u < 1 - p_uncond", u < 1 - p),
+                       ("u > p_uncond", u > p)):
+        if torch.equal(dropped, mask):
+            return [f"labels are replaced where {rule} ({int(mask.sum())} of {len(y)}), where the formula replaces "
+                    f"them where u < p_uncond ({n})"]
+    return [f"{int(dropped.sum())} labels are replaced, where the formula replaces the {n} with u < p_uncond; "
+            f"the two sets differ at {int((dropped != should).sum())} places"]
 
 
 def check_cfg_eps(fn) -> None:
     """fn(eps_uncond, eps_cond, scale) = eps_u + scale * (eps_c - eps_u)."""
     g = torch.Generator().manual_seed(11)
     u, c, s = torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g), 3.0
-    _verdict("classifier-free guidance", _twice("cfg", fn, u, c, s), u + s * (c - u), {
+    scales = (3.0, 0.5, 2.0, 5.0)
+    sv = torch.tensor(scales).double()
+    atoms = {"s": sv, "1 - s": 1 - sv, "s - 1": sv - 1, "1 + s": 1 + sv}
+    nb = {"s": [("s - 1", "the w = s - 1 convention: the course's s is w + 1"),
+                ("1 + s", "the w-convention's 1 + w, with the course's s put for w")]}
+    terms = [Term("u", "eps_uncond", Coef.of(("1 - s", 1))), Term("c", "eps_cond", Coef.of(("s", 1)))]
+    probe = _linear_probe([((lambda u, c, k=k: fn(u, c, k)), {"u": u, "c": c}, [0]) for k in scales], terms, atoms,
+                          [f"s = {k:g}" for k in scales], nb)
+    _verdict("classifier-free guidance", _twice("cfg", fn, u, c, s), u + s * (c - u), probe=probe, mistakes={
         "the two predictions are swapped: start from eps_uncond and move toward eps_cond": c + s * (u - c),
         "that is the w-convention (1 + w) eps_c - w eps_u with w = s; the course writes eps_u + s (eps_c - eps_u)":
             (1 + s) * c - s * u,

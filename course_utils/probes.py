@@ -97,6 +97,8 @@ def _mono_text(m: Mono) -> str:
 
 def signed_text(name: str, p: float) -> str:
     """A factor as it reads on its own: ``1 / sqrt(name)`` for p = -1/2."""
+    if p == 1:
+        return name
     return factor_text(name, p) if p > 0 else f"1 / {factor_text(name, p)}"
 
 
@@ -123,7 +125,7 @@ def candidates(ref: Coef, neighbours: dict, extra_atoms) -> list:
         where = " (in every place it appears)" if everywhere else ""
         for name in names:
             powers = {dict(m.powers).get(name) for m in group} - {None}
-            if len(powers) != 1:
+            if len(powers) != 1 or (everywhere and sum(dict(m.powers).get(name) is not None for m in group) < 2):
                 continue
             (p,) = powers
 
@@ -136,8 +138,7 @@ def candidates(ref: Coef, neighbours: dict, extra_atoms) -> list:
                 desc = f"the factor {old} is missing{where}" if q == 0 else _glossed(old, signed_text(name, q), gloss) + where
                 out.append((new, desc))
             for other, gloss in neighbours.get(name, ()):
-                new = swap(lambda m: m.with_power(other, p).with_power(name, 0)
-                           if dict(m.powers).get(other) is None else m)
+                new = swap(lambda m: m.with_power(name, 0).with_power(other, dict(m.powers).get(other, 0) + p))
                 out.append((new, _glossed(old, signed_text(other, p), gloss) + where))
     if len(ref.monos) > 1:
         for m in ref.monos:
@@ -154,7 +155,9 @@ def candidates(ref: Coef, neighbours: dict, extra_atoms) -> list:
 
 def close(a: torch.Tensor, b: torch.Tensor) -> bool:
     a, b = a.double(), b.double()
-    return bool(torch.isfinite(a).all() and torch.allclose(a, b, rtol=2e-4, atol=2e-6 * (1 + b.abs().max())))
+    if a.shape != b.shape or not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+        return False
+    return bool(torch.allclose(a, b, rtol=2e-4, atol=2e-6 * (1 + float(b.abs().max()))))
 
 
 @dataclass
@@ -238,10 +241,14 @@ def explain(term: Term, got: torch.Tensor, atoms: dict, neighbours: dict, others
     for other in others:
         if close(got, other.ref.value(atoms)):
             return f"it equals the formula's coefficient of {other.symbol}, {other.ref.text()}"
-    for cand, desc in candidates(term.ref, neighbours, [a for a in atoms if _extra_ok(a, term.ref)]):
-        if close(got, cand.value(atoms)):
-            return desc
-    return None
+    matches = [(cand, desc) for cand, desc in candidates(term.ref, neighbours, [a for a in atoms if _extra_ok(a, term.ref)])
+               if close(got, cand.value(atoms))]
+    if not matches:
+        return None
+    if len({desc for _, desc in matches}) == 1:
+        return matches[0][1]
+    # several changes give these same numbers: the probe cannot tell which was made, so state only the value
+    return f"it equals {min((c.text() for c, _ in matches), key=len)}"
 
 
 def _extra_ok(name: str, ref: Coef) -> bool:
@@ -262,8 +269,7 @@ def term_report(terms: list, got: dict, atoms: dict, labels: list, neighbours: d
             continue
         if close(g, want):
             continue
-        off = (g - want).abs() > 2e-4 * (1 + want.abs())
-        bad = int(off.nonzero()[0]) if off.any() else int((g - want).abs().argmax())
+        bad = int(torch.nan_to_num((g - want).abs(), nan=float("inf")).argmax())
         line = (f"{term.phrase} is {g[bad]:.4g} at {labels[bad]}, where the formula's "
                 f"{term.ref.text()} = {want[bad]:.4g}")
         why = explain(term, g, atoms, neighbours, [o for o in terms if o is not term])
