@@ -413,7 +413,7 @@ def _embedding_probe(fn, dim: int) -> list:
     wrong = [j for j in range(dim) if found[j] != want[j]]
     if not wrong:
         return []
-    rules = {f[2] for f in found if f is not None}
+    rules = {found[j][2] for j in wrong if found[j] is not None}
     if None not in found and len(rules) == 1 and [f[:2] for f in found] == [w[:2] for w in want]:
         (rule,) = rules
         return [f"the frequencies are w_i = {rule}, where the formula has w_i = 10000^(-i / (dim/2)) "
@@ -846,6 +846,9 @@ def _dropout_probe(fn, y, u, p) -> list:
     got = fn(y.clone(), p, NULL_LABEL, u)
     should, dropped = u < p, got != y
     n = f"{int(should.sum())} of {len(y)}"
+    if torch.equal(got[~should], y[~should]) and got[should].unique().numel() == 1:
+        return [f"the right labels are replaced (where u < p_uncond), but by {int(got[should][0])}, not the null label "
+                f"{NULL_LABEL}"]
     if torch.equal(dropped, should):
         values = sorted(set(got[dropped].tolist()))
         return [f"the right labels are replaced (where u < p_uncond), but by {values}, not the null label "

@@ -260,6 +260,16 @@ def term_report(terms: list, got: dict, atoms: dict, labels: list, neighbours: d
     """One sentence per wrong term, in the formula's symbols: its probed value at the first point where it
     differs, the formula's value there, and a verified description of the change when one is found."""
     lines = []
+    finite = torch.stack([torch.isfinite(got[tm.name]) for tm in terms]).all(0)
+    if not finite.all():   # read the terms where the result is finite, and say where it is not
+        where = ", ".join(labels[i] for i in (~finite).nonzero().flatten().tolist())
+        lines.append(f"at {where} the result is not finite (NaN or inf): a division by zero, or the square root of a "
+                     "negative number, there?")
+        keep = finite.nonzero().flatten()
+        got = {k: v[keep] for k, v in got.items()}
+        atoms = {k: v[keep] for k, v in atoms.items()}
+        labels = [labels[i] for i in keep.tolist()]
+        offset = None if offset is None else offset[keep]
     for term in terms:
         want = term.ref.value(atoms)
         g = got[term.name]
