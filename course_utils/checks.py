@@ -53,7 +53,7 @@ class CheckFailed(AssertionError):
                 lines.append("Traceback of your code (most recent call last):")
                 lines += [line.rstrip("\n") for line in traceback.format_list(frames)]
             lines.append(f"{type(cause).__name__}: {cause}")
-        return lines + [f"CheckFailed: {self}"]
+        return lines + [f"\x1b[0;31mCheckFailed\x1b[0m: {self}"]   # coloured as IPython colours an error's name
 
 
 def _schedule() -> NoiseSchedule:

@@ -146,6 +146,7 @@ def test_nbgrader_round_trip(course, name):
     # the failed check's message, as the student reads it: "CheckFailed: <what>: <the named mistake>"
     failures = re.findall(r"CheckFailed</span>: ([^\n<]*)", feedback_of(course, "wrong", name))
     assert len(failures) == 1 and MISTAKES[name][3] in html.unescape(failures[0]), failures
+    assert "course_utils/checks.py" not in feedback_of(course, "wrong", name)   # the diagnosis, not the checks' source
     assert "CheckFailed" not in feedback_of(course, "solved", name)
 
 
