@@ -290,8 +290,8 @@ def _time_map_probe(fn, x) -> list:
         return [f"with T = 250 the channel holds {v[3:].tolist()} for t = {t[3:].int().tolist()}: whole numbers, "
                 "t // T: an integer division; divide in floats, t.float() / T"]
     term = Term("map", "t / T", Coef.of(("t", 1), ("T", -1)), phrase="the channel's value")
-    return probes.term_report([term], {"map": v}, {"t": t, "T": T, "T - 1": T - 1}, labels,
-                              {"T": [("T - 1", "divide by T, not T - 1")]})
+    return probes.term_report([term], {"map": v}, {"t": t, "T": T, "T - 1": T - 1, "T + 1": T + 1}, labels,
+                              {"T": [("T - 1", "divide by T, not T - 1"), ("T + 1", "divide by T, not T + 1")]})
 
 
 POSTERIOR_TERMS = [
@@ -483,27 +483,31 @@ def _eps_loss_probe(fn, x0, t, s) -> list:
                   phrase="the model's input: its coefficient of the noise")]
     coefs, offset, varies = probes.read_coefficients(seen, {"x0_": x0, "noise_": torch.ones_like(x0)}, ["x0_", "noise_"])
     coefs = {"x0": coefs["x0_"], "noise": coefs["noise_"]}
+    one, none = torch.ones_like(coefs["x0"]), torch.zeros_like(coefs["x0"])
+    for a, b, what in ((one, none, "x0 itself"), (none, one, "the noise itself")):
+        if probes.close(coefs["x0"], a) and probes.close(coefs["noise"], b) and probes.close(offset, none):
+            lines.append(f"the model's input is {what}, where the model must see the noisy x_t = q_sample(x0, t, noise)")
+            coefs = {"x0": atoms["alpha_bar_t"].sqrt(), "noise": atoms["1 - alpha_bar_t"].sqrt()}   # reported once
     lines += probes.term_report(terms, coefs, atoms, _labels(t), nb, varies={"x0": varies["x0_"], "noise": varies["noise_"]})
     e = torch.ones_like(x0)
     e.view(-1)[::2] = 3.0                                      # |e| and e^2 differ, so L1 and L2 differ
     z = torch.zeros_like(x0)
-    with torch.no_grad():
-        on_noise = float(fn(_Recorder(), z, t, e, s))          # target noise: the loss of predicting 0
-        on_x0 = float(fn(_Recorder(), e, t, z, s))             # target x0 would make this the one
-    n, b = x0.numel(), len(x0)
-    sq, ab_ = float((e ** 2).mean()), float(e.abs().mean())
-    if abs(on_noise) < 1e-6 and abs(on_x0 - sq) < 1e-4 * sq:
-        return lines + ["the target: predicting 0 costs 0 when x0 = 0 and the noise is not, and costs mean(x0^2) when "
-                        "the noise is 0: the target is x0, where eps-prediction's is the noise"]
-    for value, what in ((sq, None), (sq * n, f"a sum over all {n} numbers where the formula takes their mean"),
-                        (sq * n / b, "a sum over each image's pixels, then a mean over the batch, where the formula "
-                                     "takes the mean over all numbers"),
-                        (ab_, "the mean absolute error |pred - noise| (an L1 loss), where the formula squares it"),
-                        (math.sqrt(sq), "the square root of the mean squared error, where the formula takes no root")):
-        if abs(on_noise - value) <= 1e-4 * value:
-            return lines + ([f"the reduction: {what}"] if what else [])
-    return lines + [f"with a model that predicts 0, x0 = 0 and noise e, the loss is {on_noise:.4g}, where the formula's "
-                    f"mean((0 - e)^2) = {sq:.4g}"]
+    with torch.no_grad():                                      # a model that predicts 0: the loss reads the target
+        got = [float(fn(_Recorder(), z, t, e, s)), float(fn(_Recorder(), e, t, z, s))]
+    targets = {"the noise": lambda x0_, n_: n_, "x0": lambda x0_, n_: x0_, "x_t": lambda x0_, n_: s.q_sample(x0_, t, n_)}
+    errors = {"the squared error": lambda d: d ** 2, "the absolute error (an L1 loss)": lambda d: d.abs()}
+    reductions = {"the mean over all numbers": lambda v: v.mean(), "the sum over all numbers": lambda v: v.sum(),
+                  "a sum over each image's pixels, then a mean over the batch": lambda v: v.flatten(1).sum(1).mean(),
+                  "the square root of the mean": lambda v: v.mean().sqrt()}
+    found = [(tn, en, rn) for tn, tf in targets.items() for en, ef in errors.items() for rn, rf in reductions.items()
+             if all(abs(g - float(rf(ef(tf(a, b))))) <= 1e-4 * (1 + abs(g)) for g, (a, b) in zip(got, ((z, e), (e, z))))]
+    formula = ("the noise", "the squared error", "the mean over all numbers")
+    if len(found) == 1:
+        parts = ["the target", "the error", "the reduction"]
+        lines += [f"{part}: {g}, where the formula has {w}" for part, g, w in zip(parts, found[0], formula) if g != w]
+        return lines
+    return lines + [f"with a model that predicts 0, x0 = 0 and noise e, the loss is {got[0]:.4g}, where the formula's "
+                    f"mean((0 - e)^2) = {float((e ** 2).mean()):.4g}"]
 
 
 def _classifier_loss_probe(fn, x0, y, t, noise, s) -> list:
@@ -519,7 +523,8 @@ def _classifier_loss_probe(fn, x0, y, t, noise, s) -> list:
                         (float(ce.sum()), f"summed over the batch ({len(y)} samples) where the formula takes the mean"),
                         (float(F.cross_entropy(logits.softmax(1), y)), "softmax is applied before F.cross_entropy, "
                          "which applies log-softmax itself"),
-                        (float(F.nll_loss(logits, y)), "nll_loss on the raw logits: it needs log-probabilities")):
+                        (float(F.nll_loss(logits, y)), "nll_loss on the raw logits: it needs log-probabilities"),
+                        (-float(ce.mean()), "the loss is minus the cross-entropy: its sign is flipped")):
         if abs(v - value) <= 1e-4 * (1 + abs(value)):
             return [f"with the classifier's logits fixed, {what}"] if what else []
     return [f"with the classifier's logits fixed, the loss is {v:.4g}, where cross_entropy(logits, y) = "
@@ -608,10 +613,15 @@ def _embedding_sum_probe(fn, h, emb, proj) -> list:
         p = proj(emb)[:, :, None, None].expand_as(h)
         only_h = fn(h, emb, zero).double()
         only_e = fn(torch.zeros_like(h), emb, proj).double()
+    def times(got, ref):
+        """k when got = k * ref everywhere, else None."""
+        k = float((got * ref).sum() / (ref * ref).sum())
+        return k if probes.close(got, k * ref) else None
+    k = times(only_h, h.double())
     if not probes.close(only_h, h.double()):
         lines.append("with proj(emb) = 0 the result should be h itself; it is " + (
             "0: the features h are lost" if probes.close(only_h, torch.zeros_like(only_h)) else
-            f"off by up to {(only_h - h).abs().max():.3g}"))
+            f"{k:.4g} h" if k is not None else f"off by up to {(only_h - h).abs().max():.3g}"))
     if not probes.close(only_e, p.double()):
         flat = only_e.flatten(2)
         if (flat.max(2).values - flat.min(2).values).abs().max() > 1e-6:
@@ -619,6 +629,9 @@ def _embedding_sum_probe(fn, h, emb, proj) -> list:
                          "must be proj(emb)[:, :, None, None]")
         elif probes.close(only_e, torch.zeros_like(only_e)):
             lines.append("with h = 0 the result is 0: the embedding term vanishes with h, so it is not added to h")
+        elif times(only_e, p.double()) is not None:
+            lines.append(f"with h = 0 the result is {times(only_e, p.double()):.4g} proj(emb)[:, :, None, None], where "
+                         "the formula adds proj(emb) itself")
         else:
             lines.append(f"with h = 0 the result differs from proj(emb)[:, :, None, None] by up to "
                          f"{(only_e - p).abs().max():.3g}")
@@ -720,10 +733,25 @@ def _gradient_probe(fn, clf, x, t, y, want) -> list:
     B = len(x)
     if along.all() and torch.allclose(r, r[:1].expand_as(r), rtol=1e-4):
         k = float(r[0])
+        mean = "a mean over the batch, where each sample needs its own gradient: sum the log-probabilities, then " \
+               "take the gradient"
         if abs(k * B - 1) < 1e-3:
-            return [f"each sample's gradient is 1/B = 1/{B} of grad_x log p(y | x_t): a mean over the batch, where "
-                    "each sample needs its own gradient: sum the log-probabilities, then take the gradient"]
+            return [f"each sample's gradient is 1/B = 1/{B} of grad_x log p(y | x_t): {mean}"]
+        if abs(k * B + 1) < 1e-3:
+            return [f"each sample's gradient is minus 1/B = 1/{B} of grad_x log p(y | x_t): the sign is flipped, and "
+                    + mean]
         return [f"each sample's gradient is {k:.4g} times grad_x log p(y | x_t)"]
+    for objective, f in (("log softmax at y", lambda lg: F.log_softmax(lg, 1).gather(1, y[:, None])),
+                         ("softmax at y", lambda lg: F.softmax(lg, 1).gather(1, y[:, None])),
+                         ("the raw logit at y", lambda lg: lg.gather(1, y[:, None])),
+                         ("log softmax summed over all classes", lambda lg: F.log_softmax(lg, 1))):
+        with torch.enable_grad():
+            xx = x.detach().clone().requires_grad_(True)
+            (other,) = torch.autograd.grad(f(clf(xx, t)).sum(), xx)
+        for k, what in ((1, ""), (-1, "minus "), (1 / B, f"1/B = 1/{B} of "), (-1 / B, f"minus 1/B = 1/{B} of ")):
+            if objective != "log softmax at y" and probes.close(got, k * other.double()):
+                return [f"it equals {what}the gradient of {objective}, where the formula takes the gradient of "
+                        "log softmax at y (log p(y | x_t)), summed over the batch"]
     alone = fn(clf, x[:1], t[:1], y[:1]).detach().double()
     if probes.close(alone[0], w[0]):
         return [f"sample 0's gradient is right in a batch of 1 and wrong in a batch of {B}: each sample's gradient "

@@ -145,6 +145,10 @@ def candidates(ref: Coef, neighbours: dict, extra_atoms) -> list:
             rest = tuple(k for k in ref.monos if k is not m)
             out.append((Coef(rest), f"the part {_mono_text(m)} is missing"))
             out.append((Coef(rest + (Mono(-m.c, m.powers),)), f"the part {_mono_text(m)} has the wrong sign"))
+    if len(ref.monos) == 1 and len(ref.monos[0].powers) > 1:
+        (m,) = ref.monos
+        for k, what in ((2, "the whole term is squared"), (0.5, "the whole term is square-rooted")):
+            out.append((Coef((Mono(m.c, tuple((n, p * k) for n, p in m.powers)),)), what))
     for name in extra_atoms:
         for q in (1, -1, 0.5, -0.5):
             new = Coef(tuple(m.with_power(name, dict(m.powers).get(name, 0) + q) for m in ref.monos))
@@ -185,12 +189,13 @@ def schedule_atoms(s, t: torch.Tensor, t_prev: torch.Tensor | None = None) -> tu
 
     def ab(i):
         return torch.where(i >= 0, s.alpha_bars[i.clamp(0, T - 1)].double(), torch.ones((), dtype=torch.float64))
+    def at(table, i):
+        return table[i.clamp(0, T - 1)].double()
     atoms = {"alpha_bar_t": ab(t), "alpha_bar_{t-1}": ab(t - 1), "alpha_bar_{t+1}": ab((t + 1).clamp(max=T - 1)),
-             "alpha_t": s.alphas[t].double(), "alpha_{t-1}": s.alphas[(t - 1).clamp(min=0)].double(),
-             "beta_t": s.betas[t].double(), "beta_{t-1}": s.betas[(t - 1).clamp(min=0)].double(),
-             "posterior_variance_t": s.posterior_variance[t].double(),
-             "posterior_variance_{t-1}": s.posterior_variance[(t - 1).clamp(min=0)].double()}
-    for k in ("alpha_bar_t", "alpha_bar_{t-1}", "alpha_bar_{t+1}"):
+             "alpha_bar_{t-2}": ab(t - 2)}
+    for name, table in (("alpha", s.alphas), ("beta", s.betas), ("posterior_variance", s.posterior_variance)):
+        atoms[f"{name}_t"], atoms[f"{name}_{{t-1}}"], atoms[f"{name}_{{t+1}}"] = at(table, t), at(table, t - 1), at(table, t + 1)
+    for k in ("alpha_bar_t", "alpha_bar_{t-1}", "alpha_bar_{t+1}", "alpha_bar_{t-2}"):
         atoms[f"1 - {k}"] = 1 - atoms[k]
     bar = "alpha_t is one step's factor, alpha_bar_t the product up to t"
     nb = {
@@ -199,23 +204,29 @@ def schedule_atoms(s, t: torch.Tensor, t_prev: torch.Tensor | None = None) -> tu
         "1 - alpha_bar_t": [("1 - alpha_bar_{t-1}", OFF_BY_ONE), ("1 - alpha_bar_{t+1}", OFF_BY_ONE),
                             ("beta_t", "beta_t is one step's noise, 1 - alpha_bar_t all of it up to t"),
                             ("alpha_bar_t", "the signal's share where the noise's belongs")],
-        "alpha_bar_{t-1}": [("alpha_bar_t", OFF_BY_ONE), ("1 - alpha_bar_{t-1}", "the signal's share where the noise's belongs")],
-        "1 - alpha_bar_{t-1}": [("1 - alpha_bar_t", OFF_BY_ONE), ("alpha_bar_{t-1}", "the signal's share where the noise's belongs")],
-        "alpha_t": [("alpha_bar_t", bar), ("alpha_{t-1}", OFF_BY_ONE), ("beta_t", "beta_t = 1 - alpha_t")],
-        "beta_t": [("alpha_t", "alpha_t = 1 - beta_t"), ("beta_{t-1}", OFF_BY_ONE),
+        "alpha_bar_{t-1}": [("alpha_bar_t", OFF_BY_ONE), ("alpha_bar_{t-2}", OFF_BY_ONE),
+                            ("1 - alpha_bar_{t-1}", "the signal's share where the noise's belongs")],
+        "1 - alpha_bar_{t-1}": [("1 - alpha_bar_t", OFF_BY_ONE), ("1 - alpha_bar_{t-2}", OFF_BY_ONE),
+                                ("alpha_bar_{t-1}", "the signal's share where the noise's belongs")],
+        "alpha_t": [("alpha_bar_t", bar), ("alpha_{t-1}", OFF_BY_ONE), ("alpha_{t+1}", OFF_BY_ONE),
+                    ("beta_t", "beta_t = 1 - alpha_t")],
+        "beta_t": [("alpha_t", "alpha_t = 1 - beta_t"), ("beta_{t-1}", OFF_BY_ONE), ("beta_{t+1}", OFF_BY_ONE),
                    ("1 - alpha_bar_t", "1 - alpha_bar_t is the noise up to t, beta_t one step's"),
                    ("posterior_variance_t", "the posterior variance where beta_t belongs")],
-        "posterior_variance_t": [("posterior_variance_{t-1}", OFF_BY_ONE),
+        "posterior_variance_t": [("posterior_variance_{t-1}", OFF_BY_ONE), ("posterior_variance_{t+1}", OFF_BY_ONE),
                                  ("beta_t", "beta_t where the posterior variance belongs")],
     }
     if t_prev is not None:
-        atoms["alpha_bar_{t'}"], atoms["1 - alpha_bar_{t'}"] = ab(t_prev), 1 - ab(t_prev)
+        for name, i in (("t'", t_prev), ("t'-1", t_prev - 1), ("t'+1", (t_prev + 1).clamp(max=T - 1))):
+            atoms[f"alpha_bar_{{{name}}}"] = ab(i)
+            atoms[f"1 - alpha_bar_{{{name}}}"] = 1 - ab(i)
         to_t1 = "the step goes to t', the next timestep of the DDIM chain, not to t - 1"
-        nb["alpha_bar_{t'}"] = [("alpha_bar_{t-1}", to_t1), ("alpha_bar_t", "alpha_bar_t where the next step's belongs"),
-                                ("1 - alpha_bar_{t'}", "the signal's share where the noise's belongs")]
-        nb["1 - alpha_bar_{t'}"] = [("1 - alpha_bar_{t-1}", to_t1),
-                                    ("1 - alpha_bar_t", "1 - alpha_bar_t where the next step's belongs"),
-                                    ("alpha_bar_{t'}", "the signal's share where the noise's belongs")]
+        for c in ("", "1 - "):
+            other = "alpha_bar_{t'}" if c else "1 - alpha_bar_{t'}"
+            nb[f"{c}alpha_bar_{{t'}}"] = [
+                (f"{c}alpha_bar_{{t-1}}", to_t1), (f"{c}alpha_bar_t", "alpha_bar_t where the next step's belongs"),
+                (f"{c}alpha_bar_{{t'-1}}", OFF_BY_ONE), (f"{c}alpha_bar_{{t'+1}}", OFF_BY_ONE),
+                (other, "the signal's share where the noise's belongs")]
     return atoms, nb
 
 
@@ -239,8 +250,9 @@ def explain(term: Term, got: torch.Tensor, atoms: dict, neighbours: dict, others
     """A verified description of how ``got`` (the probed coefficient, one value per probe point) differs
     from ``term.ref``, or None when no single change reproduces it."""
     for other in others:
-        if close(got, other.ref.value(atoms)):
-            return f"it equals the formula's coefficient of {other.symbol}, {other.ref.text()}"
+        for k, what in ((1, ""), (-1, "minus ")):
+            if close(got, k * other.ref.value(atoms)):
+                return f"it equals {what}the formula's coefficient of {other.symbol}, {other.ref.text()}"
     matches = [(cand, desc) for cand, desc in candidates(term.ref, neighbours, [a for a in atoms if _extra_ok(a, term.ref)])
                if close(got, cand.value(atoms))]
     if not matches:

@@ -360,3 +360,15 @@ def test_equivalent_rewrites_of_each_weighted_sum_are_accepted(exercise, style):
 
 def test_the_ddim_reference_as_written_here_is_accepted():
     checks.check_guided_ddim_step(ddim_student())
+
+
+def test_the_readme_quotes_the_checks_own_message():
+    from pathlib import Path
+
+    def q_sample(x0, t, noise, s):
+        ab = s.alpha_bars[t].view(-1, 1, 1, 1)
+        return ab.sqrt() * x0 + (1 - ab) * noise
+    message, _ = run("1.1", q_sample)
+    quoted = re.search(r'for example "(the coefficient of the noise[^"]*)"',
+                       " ".join(Path(__file__).parent.parent.joinpath("README.md").read_text().split()))
+    assert quoted and quoted.group(1) in " ".join(message.split()), (quoted, message)
