@@ -147,6 +147,8 @@ def _diagnosis(probe) -> str:
         lines = probe()
     except NotImplementedError:
         raise
+    except probes.NotASum as fact:
+        lines = [str(fact)]
     except Exception:  # the student's code fails on the probe inputs: keep to what was measured above
         return ""
     if not lines:

@@ -230,10 +230,20 @@ def schedule_atoms(s, t: torch.Tensor, t_prev: torch.Tensor | None = None) -> tu
     return atoms, nb
 
 
+NOT_A_SUM = ("reading each input alone (the others zero) does not add up to your result with all the inputs at "
+             "once: your function is not a weighted sum of its inputs, as the formula is, so its terms cannot be "
+             "read apart")
+
+
+class NotASum(Exception):
+    """The function's terms read one at a time do not add up to its result: a term-level report would mislead."""
+
+
 def read_coefficients(call, inputs: dict, names) -> tuple:
     """(coefficients {name: [B]}, offset [B], varies {name: bool}) of ``call(**inputs)`` read one input at a
     time: that input set to ones, every other to zeros. ``varies`` marks a coefficient that is not the same
-    at every element of a sample (the function is then not a per-sample weighted sum)."""
+    at every element of a sample (the function is then not a per-sample weighted sum). Raises NotASum when
+    the coefficients, applied to the given inputs, do not reproduce the function's result on them."""
     with torch.no_grad():
         zeros = {n: torch.zeros_like(v) for n, v in inputs.items() if n in names}
         base = call(**{**inputs, **zeros}).detach().double()
@@ -243,6 +253,15 @@ def read_coefficients(call, inputs: dict, names) -> tuple:
             out = (call(**{**inputs, **zeros, n: torch.ones_like(inputs[n])}).detach().double() - base).flatten(1)
             coefs[n] = out.mean(1)
             varies[n] = bool((out.max(1).values - out.min(1).values).abs().max() > 1e-5 * (1 + out.abs().max()))
+        if not any(varies.values()):
+            full = call(**inputs).detach().double()
+            summed = base.clone()
+            for n in names:
+                c = coefs[n].reshape(-1, *([1] * (full.dim() - 1)))
+                summed = summed + c * inputs[n].double()
+            rows = torch.isfinite(full.flatten(1)).all(1) & torch.isfinite(summed.flatten(1)).all(1)
+            if rows.any() and not close(full[rows], summed[rows]):   # rows that are not finite are reported as such
+                raise NotASum(NOT_A_SUM)
     return coefs, offset, varies
 
 
