@@ -372,3 +372,20 @@ def test_the_readme_quotes_the_checks_own_message():
     quoted = re.search(r'for example "(the coefficient of the noise[^"]*)"',
                        " ".join(Path(__file__).parent.parent.joinpath("README.md").read_text().split()))
     assert quoted and quoted.group(1) in " ".join(message.split()), (quoted, message)
+
+
+def clipped_ddim(x, t, tp, eps, grad, scale, s):
+    """x0_hat clipped to [-1, 1]: right in spirit, not the exercise's formula, and not a weighted sum."""
+    ab, abp = s.alpha_bars[t], (s.alpha_bars[tp] if tp >= 0 else torch.tensor(1.0))
+    eps_hat = eps - scale * (1 - ab).sqrt() * grad
+    x0 = ((x - (1 - ab).sqrt() * eps_hat) / ab.sqrt()).clamp(-1, 1)
+    return abp.sqrt() * x0 + (1 - abp).sqrt() * eps_hat
+
+
+@pytest.mark.parametrize("exercise, fn", [
+    ("5.3", clipped_ddim),
+    ("1.1", lambda x0, t, e, s: weighted_sum(LINEAR["1.1"][0], s, t, {"x0": x0, "noise": e}) + 0.1 * x0 * e),
+])
+def test_a_function_that_is_not_a_weighted_sum_gets_no_term_level_cause(exercise, fn):
+    message, _ = run(exercise, fn)
+    assert message is not None and "not a weighted sum" in message and "coefficient of" not in message, message
