@@ -219,8 +219,8 @@ assert trajectory.t[0] == 999 and trajectory.t[-1] == -1 and len(trajectory.x0) 
 # closer to real data), by how many different digits it recognises among them, and by the share of samples
 # that are *realistic*: whose features land among those of real digits (closer to some held-out digit than
 # that digit's 3rd-nearest real neighbour is; notebook 3 says more). We sample both models with DDIM (50
-# steps, introduced in notebook 3). Confidence alone would not do: the evaluator calls a blank image a "1"
-# with confidence, which is why we compare features.
+# steps, introduced in notebook 3). Confidence alone would not do: the evaluator names a digit for a blank
+# image, with confidence (the printout shows which and how sure), which is why we compare features.
 
 # %%
 from course_utils.evaluation import evaluator_outputs, frechet_distance, realistic_fraction
@@ -248,6 +248,9 @@ print(f"real-vs-real floor with 64 digits: Frechet {floor:.0f}, "
       f"{realistic_fraction(evaluator_outputs(evaluator, real64)[1], real_feats):.0%} realistic")
 for name in fd:
     print(f"{name}: Frechet distance {fd[name]:.0f}, {realistic[name]:.0%} realistic")
+blank_p = evaluator_outputs(evaluator, -torch.ones(1, 1, 32, 32))[0].softmax(1)
+print(f"the evaluator on a blank image: '{blank_p.argmax().item()}' with {blank_p.max():.0%} confidence")
+assert blank_p.max() > 0.9    # confident about an image with no digit: confidence is not quality
 assert fd[shipped_label] < 3 * floor and realistic[shipped_label] > 0.7
 assert fd[shipped_label] < fd[mine.label] and realistic[shipped_label] > realistic[mine.label]
 if cu.trained_enough(mine):   # the default budget's runs behind this floor are in the README

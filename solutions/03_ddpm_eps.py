@@ -171,8 +171,9 @@ checks.check_reverse_mean(reverse_mean)
 #
 # One of our sources writes the mean as $\frac{1}{\sqrt{\alpha_t}}\big(x_t - \frac{1-\alpha_t}{\sqrt{1-\alpha_t}}\hat\varepsilon\big)$,
 # i.e. with $\sqrt{1-\alpha_t} = \sqrt{\beta_t}$ in the denominator instead of $\sqrt{1-\bar\alpha_t}$. The two agree only
-# at $t = 0$. Elsewhere the misprint removes $\sqrt{\beta_t}$ of noise per step instead of $\beta_t/\sqrt{1-\bar\alpha_t}$:
-# at large $t$ that is about ten times too much. Sampling with it still makes a digit, but always the same one:
+# at $t = 0$. Elsewhere the misprint removes $\sqrt{\beta_t}$ of noise per step instead of $\beta_t/\sqrt{1-\bar\alpha_t}$,
+# that is $\sqrt{1-\bar\alpha_t}/\sqrt{\beta_t}$ times too much: the next cell prints the ratio, above 5 from about
+# $t = 50$ on and up to about 10 in the middle of the chain. Sampling with it still makes a digit, but always the same one:
 # the diversity (mean distance between the evaluator's features of two samples) collapses.
 
 # %%
@@ -182,6 +183,10 @@ wrong = schedule.betas / (1 - schedule.alphas).sqrt()
 plt.figure(figsize=(6, 3))
 plt.semilogy(t_all, wrong / right)
 plt.xlabel("t"); plt.title("noise coefficient: misprint / correct"); plt.show()
+ratio = wrong / right
+print("misprint / correct: " + ", ".join(f"{ratio[t]:.1f}x at t = {t}" for t in (1, 10, 50, 100, 300, 500, 999))
+      + f"; above 5x for every t >= {int((ratio >= 5).nonzero()[0])}, at most {ratio.max():.1f}x")
+assert ratio[50:].min() > 5 and 9 < ratio.max() < 11
 
 shipped = cu.load_pretrained("ddpm_eps", device="cpu")
 
@@ -318,7 +323,23 @@ assert near_a_class["end"] > 0.9 > 0.3 > near_a_class["start"]
 # $$x_{t'} = \sqrt{\bar\alpha_{t'}}\,\hat x_0 + \sqrt{1-\bar\alpha_{t'}-\sigma^2}\,\hat\varepsilon + \sigma z,
 # \qquad \sigma = \eta\sqrt{\tfrac{1-\bar\alpha_{t'}}{1-\bar\alpha_t}}\sqrt{1-\tfrac{\bar\alpha_t}{\bar\alpha_{t'}}} .$$
 #
-# With $\eta = 0$ it is deterministic; with $\eta = 1$ and all 1,000 steps it is DDPM again.
+# With $\eta = 0$ it is deterministic; with $\eta = 1$ and all 1,000 steps it is DDPM again: for $t' = t - 1$,
+# $\sigma^2$ is the posterior variance $\tilde\beta_t$ and the mean is the posterior mean. The next cell checks it on
+# the same $x_t$, prediction and noise at a few $t$.
+
+# %%
+check = torch.Generator().manual_seed(4)
+x_t_check, eps_check, z_check = (torch.randn(4, 1, 32, 32, generator=check) for _ in range(3))
+gaps = {}
+for t_int in (1, 10, 500, 999):
+    t_vec = torch.full((4,), t_int)
+    x0_check = schedule.x0_from_eps(x_t_check, t_vec, eps_check)
+    by_ddim = cu.ddim_step(x_t_check, t_int, t_int - 1, eps_check, x0_check, schedule, eta=1.0, noise=z_check)
+    by_ddpm = cu.ddpm_step(x_t_check, t_int, x0_check, schedule, z_check)
+    gaps[t_int] = (by_ddim - by_ddpm).abs().max().item()
+print("DDIM (eta = 1, t' = t - 1) against DDPM, largest difference: "
+      + ", ".join(f"{g:.1e} at t = {t}" for t, g in gaps.items()))
+assert max(gaps.values()) < 1e-4
 
 # %%
 rows = []
@@ -344,7 +365,7 @@ assert rows[0][1] < rows[2][1]
 # starting noises), judged in the feature space of the evaluator in two ways:
 # - **realistic**: the fraction of samples that land among real digits: a sample counts when it is at least
 #   as close to some held-out digit as that digit's 3rd-nearest real neighbour is (the "precision" of
-#   Kynkaenniemi et al., 2019). 100 real training digits score about 90%, pure noise 0%. (Why not simply ask
+#   Kynkaenniemi et al., 2019). 100 real training digits score about 90%, pure noise about 0% (both printed below). (Why not simply ask
 #   the evaluator how sure it is? It calls pure noise a digit with more than 90% confidence: the printout shows it.)
 # - the **Frechet distance** of their features to those of the 1,000 held-out digits, beside the *floor*: the
 #   same 100 real training digits against the held-out digits. (With only 100 images the floor is far from
@@ -362,7 +383,8 @@ real100 = mnist.images[torch.randperm(len(mnist.images), generator=torch.Generat
 real100_feats = evaluator_outputs(evaluator, real100)[1]
 floor = frechet_distance(real100_feats, real_feats)
 unguided, realistic = {}, {"real digits": realistic_fraction(real100_feats, real_feats)}
-noise_logits = evaluator_outputs(evaluator, torch.randn(100, 1, 32, 32, generator=g).clamp(-1, 1))[0]
+noise_logits, noise_feats = evaluator_outputs(evaluator, torch.randn(100, 1, 32, 32, generator=g).clamp(-1, 1))
+realistic["pure noise"] = realistic_fraction(noise_feats, real_feats)
 fig, axes = plt.subplots(1, 3, figsize=(18, 3.4), gridspec_kw={"width_ratios": [3, 3, 1.5]})
 for ax, m in zip(axes, [mine, shipped]):
     x = cu.ddpm_sample(m.model, m.schedule, (100, 1, 32, 32), steps=100, device=device, progress=False,
@@ -392,11 +414,12 @@ for m in (mine, x0_model):
 for (label, sampler), share in by_sampler.items():
     print(f"{label:45s} {sampler:8s}: {share:.0%} realistic (100 samples)")
 print(f"realistic, 100 samples, DDPM-100: yours {realistic['your']:.0%}, shipped {realistic['shipped']:.0%}, "
-      f"real digits {realistic['real digits']:.0%}")
+      f"real digits {realistic['real digits']:.0%}, pure noise {realistic['pure noise']:.0%}")
 print(f"the evaluator's mean confidence on pure noise: {noise_logits.softmax(1).max(1).values.mean():.0%}")
 print(f"Frechet distance, 100 samples: yours {unguided['your']:.0f}, shipped {unguided['shipped']:.0f}, "
       f"real digits (the floor) {floor:.0f}; yours without its 5 farthest samples {without_outliers:.0f}")
 assert unguided["shipped"] < 1.5 * floor and realistic["shipped"] > 0.7 and realistic["real digits"] > 0.8
+assert realistic["pure noise"] < 0.05
 if cu.trained_enough(mine):   # the default budget's runs behind this floor are in the README
     assert realistic["your"] >= 0.35
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 import course_utils as cu
 from course_utils import checks
-from course_utils.evaluation import accuracy_against_t
+from course_utils.evaluation import accuracy_against_t, evaluator_outputs
 
 TRAIN_MINUTES = cu.training_minutes(2.0)   # the live training budget: raise it for a better classifier
 g = cu.seed_everything(0)
@@ -189,10 +189,17 @@ if cu.trained_enough(mine):   # the default budget is enough for a classifier of
     assert {r["t"]: r for r in mine_rows}[100]["noisy_classifier"] > 0.9
 assert acc[100]["noisy_classifier"] > 0.95 and acc[200]["clean_evaluator"] < 0.5
 assert acc[999]["noisy_classifier"] < 0.2      # at t = T-1 nothing of the digit is left
+for t_int in (100, 200):
+    answers = evaluator_outputs(evaluator, noisy.schedule.q_sample(images, torch.full((len(images),), t_int),
+                                                                   generator=g))[0].argmax(1)
+    common = torch.bincount(answers, minlength=10)
+    print(f"t = {t_int}: the clean classifier answers '{common.argmax().item()}' for "
+          f"{common.max().item() / len(images):.0%} of the {len(images)} digits")
+assert common.max().item() / len(images) > 0.5     # at t = 200 most answers are one class
 
 # %% [markdown]
-# At $t = 100$ the clean classifier is already unreliable, and by $t = 200$ it answers almost always the same
-# class: it never saw noise, so noise pushes it off the inputs it knows. The noise-aware classifier keeps
+# At $t = 100$ the clean classifier is already unreliable, and by $t = 200$ it gives one class for most digits (the
+# last printout says which and how often): it never saw noise, so noise pushes it off the inputs it knows. The noise-aware classifier keeps
 # its accuracy up to $t \approx 300$ and then falls toward chance as the digit disappears. At high $t$ it
 # cannot know the class; what guidance needs from it there is a gradient that points the right way.
 

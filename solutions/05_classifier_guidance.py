@@ -6,7 +6,8 @@
 #
 # **Learning goals**
 # - Bayes' rule for the score, and what the scale does: the target $p(x)\,p(y\mid x)^s$, which guided sampling
-#   reaches exactly at $s = 1$ and only approximately otherwise, measured on a 2-D toy whose exact score is known;
+#   reaches at $s = 1$ only with exact scores and small steps, and only approximately otherwise, measured on a 2-D
+#   toy whose exact score is known;
 # - the DDPM mean shift $\mu + s\,\Sigma_t\,\nabla_{x_t}\log p_\phi(y\mid x_t)$ (unconditional mean under `no_grad`,
 #   gradient under `enable_grad`, no noise at $t = 0$);
 # - the same guidance as an eps shift $\hat\varepsilon = \varepsilon - s\sqrt{1-\bar\alpha_t}\,\nabla\log p_\phi$, used by DDIM, and how its
@@ -38,7 +39,9 @@ schedule = cu.NoiseSchedule(T=1000, kind="linear")
 # $$\nabla_{x_t}\log p(x_t\mid y) = \nabla_{x_t}\log p(x_t) + \nabla_{x_t}\log p(y\mid x_t)\quad(\text{the } -\log p(y) \text{ term has no gradient}).$$
 #
 # Guidance multiplies the classifier term by a scale $s$. At every noise level the sampler then follows the score of
-# $p_t(x_t)\,p_t(y\mid x_t)^s$: $s = 1$ is the true conditional, and the samples come exactly from $p(x\mid y)$;
+# $p_t(x_t)\,p_t(y\mid x_t)^s$: $s = 1$ is the true conditional, and with the exact scores and small enough steps
+# the samples come from $p(x\mid y)$ (with a learned model, a learned classifier and a few dozen steps they need not:
+# Dhariwal and Nichol found $s = 1$ too weak for their classifier, and so will we);
 # $s = 0$ ignores the classifier; $s > 1$ sharpens the classifier's vote (an inverse temperature) and
 # concentrates samples where the classifier is surest, while $0 < s < 1$ flattens it. The target people write for
 # $s \ne 1$ is $p(x)\,p(y\mid x)^s$ on clean images, but that is only approximate: the noised version of the product
@@ -469,4 +472,5 @@ assert quality["best classifier-ddim"]["accuracy"] >= 0.97
 #
 # 5. What is wrong with `x_t = x_t - s * sigma[t] * grad` before an unguided step?
 # <details><summary>Answer</summary>It moves x_t away from class y (wrong sign for a step in x), and it scales by
-# sqrt(beta_t) instead of the factor the derivation gives, so the guidance is also far too weak.</details>
+# sigma_t = sqrt(beta_t), a standard deviation, where a shift of x needs the variance Sigma_t = sigma_t^2: the
+# guidance is 1 / sigma_t times too strong (section 5.4 computes the ratio at every t).</details>

@@ -81,12 +81,17 @@ for rows in by_method.values():   # for both, a larger scale gives more 9s, up t
     assert rows[4.0]["accuracy"] >= rows[0.5]["accuracy"] and rows[4.0]["accuracy"] >= 0.9
 
 # %% [markdown]
-# <details><summary>Answer</summary>In theory both methods sample p(x | y) at s = 1, and with these well-trained
-# shipped models they come close there. Elsewhere the scale multiplies different things. Classifier-free
+# <details><summary>Answer</summary>With exact scores and small steps both methods would sample p(x | y) at s = 1.
+# With learned models and the explorer's short chain they need not agree even there: compare the two s = 1 rows
+# above (Dhariwal and Nichol found s = 1 too weak for classifier guidance, and the README's sweep of the shipped
+# models gives classifier guidance fewer of the requested digits at s = 1 than classifier-free guidance).
+# Away from s = 1 the scale multiplies different things. Classifier-free
 # guidance multiplies the gap between two predictions of one network, trained on the digits with their labels.
 # Classifier guidance multiplies a separate classifier's gradient, whose size depends on how that classifier
 # was trained (how confident it is, how smooth on x_t) and which only approximates grad log p(y | x_t): the same
-# s applied to another classifier is another strength. The sampler matters too: the DDPM mean shift and the DDIM
-# eps shift agree except in the last steps (notebook 5). With less trained models the gap shows plainly: your
+# s applied to another classifier is another strength. The sampler matters too: on the 1,000-step chain the DDPM
+# mean shift and the DDIM eps shift agree except in the last steps (notebook 5), but the explorer's chain has only
+# a few steps, each far larger, and nothing here shows that they agree there. With less trained models the gap
+# shows plainly: your
 # models in notebooks 5 and 6 reached their best accuracy at very different scales. Compare methods at matched
 # accuracy or matched diversity (notebook 6), never at equal scale.</details>

@@ -5,7 +5,8 @@ Bayes' rule on the noisy marginal gives the score of the class-conditional:
     grad log p(x_t | y) = grad log p(x_t) + grad log p(y | x_t)
 
 and a scale s multiplies the classifier's term: each step follows the score of p_t(x_t) p_t(y | x_t)^s.
-s = 1 samples p(x | y) exactly; s > 1 sharpens the classifier's vote and 0 < s < 1 flattens it. The clean
+s = 1 samples p(x | y) when the scores are exact and the steps small (learned models and short chains need
+not: s = 1 often under-guides); s > 1 sharpens the classifier's vote and 0 < s < 1 flattens it. The clean
 target p(x) p(y | x)^s is reached only approximately for s != 1 (noising a product is not the product of
 the noised factors; notebook 5 measures the gap on the 2-D toy).
 
