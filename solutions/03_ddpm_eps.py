@@ -486,6 +486,11 @@ assert q_x0["ddpm_x0 DDPM-1000"] < 2 * q_x0["frechet_floor"]
 # $$\varepsilon - \hat\varepsilon = \sqrt{\tfrac{\bar\alpha_t}{1-\bar\alpha_t}}\,(\hat x_0 - x_0)
 # \quad\Longrightarrow\quad \lVert\varepsilon - \hat\varepsilon\rVert^2 = \mathrm{SNR}(t)\,\lVert x_0 - \hat x_0\rVert^2.$$
 #
+# One of our sources calls predicting $x_0$ with an MSE against the true $x_0$ "an equivalent formulation" of the
+# eps-MSE. It is not: the two losses have the same minimiser only for a network that can be exactly right at
+# every $t$; for a real network they weigh the timesteps differently, by the factor SNR$(t)$, which spans many
+# orders of magnitude (the plot below), and the two models they train differ (the measurements below).
+#
 # So the x0-model weighs an error in $\hat x_0$ alike at every $t$, while the eps-model weighs it by SNR$(t)$:
 # thousands of times more at small $t$, thousands of times less at large $t$. The eps-model should therefore
 # guess $x_0$ better at small $t$ and worse at large $t$. Here are the weights, and the shipped models' measured

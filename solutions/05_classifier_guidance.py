@@ -235,7 +235,8 @@ assert 1.0 < ratio[499] < 1.02 and ratio[0] > 1.5
 # $x_{t'} = \sqrt{\bar\alpha_{t'}}\,\hat x_0(\hat\varepsilon) + \sqrt{1-\bar\alpha_{t'}}\,\hat\varepsilon$ (here $\eta = 0$).
 #
 # **Exercise 5.3.** Write `guided_ddim_step(x_t, t, t_prev, eps, grad, scale, schedule)` for integer timesteps;
-# `t_prev = -1` is the end, where $\bar\alpha = 1$.
+# `t_prev = -1` is the end, where $\bar\alpha = 1$. Do not clamp $\hat x_0$ here: the formula above has no clamp
+# (the package's sampler clamps the model's $\hat x_0$ before the shift; section 5.8 explains why not after).
 
 # %%
 def guided_ddim_step(x_t, t, t_prev, eps, grad, scale, schedule):
@@ -327,6 +328,33 @@ assert share["the source's line"] < 0.2 < share["sigma_t scale"] < share["correc
 # too-large steps make it worse. With the right sign in the eps form but $\sigma_t$ in place of $\sqrt{1-\bar\alpha_t}$,
 # the guidance is weaker than the same $s$ should give (compare the two shares printed above).
 #
+# **The rest of that source's sampler.** The same function has four more faults, each checked by the next cell:
+# - its whole loop runs under `torch.no_grad()`, so the classifier's output has no graph and `.backward()` raises
+#   an error instead of giving a gradient (compute the gradient under `torch.enable_grad()`, as exercise 5.1 does);
+# - it clamps $x_t$ itself to $[-1, 1]$ after every step, but $x_t$ at large $t$ is nearly pure noise, with
+#   standard deviation about 1, and about a third of its values lie outside $[-1, 1]$: clamping there changes the
+#   state the model was trained on. What may be clamped is the prediction $\hat x_0$, which does lie in $[-1, 1]$;
+# - its `reverse_diffusion_step` adds `sigma[t] * torch.randn_like(x_t)` at every step, $t = 0$ included, so the
+#   last step adds noise to the finished image (our samplers add none there);
+# - it predicts eps before it shifts $x_t$, then applies that prediction to the shifted $x_t$: the model's
+#   prediction and the state it is used on no longer match.
+
+# %%
+with torch.no_grad():                                   # the source's loop: gradients off
+    probe_x = torch.randn(4, 2, requires_grad=True)
+    try:
+        F.log_softmax(toy.classifier(schedule)(probe_x, torch.full((4,), 500)), 1)[:, 0].sum().backward()
+        backward_error = None
+    except RuntimeError as err:
+        backward_error = str(err).splitlines()[0]
+print(f".backward() under torch.no_grad(): {backward_error}")
+outside = (torch.randn(100_000, generator=torch.Generator().manual_seed(0)).abs() > 1).float().mean().item()
+print(f"share of pure-noise values outside [-1, 1], which clamping x_t changes: {outside:.0%}")
+print(f"the source's step at t = 0 adds noise of standard deviation sigma_0 = {schedule.betas[0].sqrt():.3f}; "
+      f"the posterior's sqrt(posterior_variance_0) = {schedule.posterior_variance[0].sqrt():.0f}")
+assert backward_error is not None and 0.3 < outside < 0.34
+
+# %% [markdown]
 # ## 5.7 Where is the gradient evaluated?
 #
 # Our sampler evaluates $g$ at $x_t$, the input of the step. Dhariwal and Nichol's derivation expands
@@ -473,4 +501,4 @@ assert quality["best classifier-ddim"]["accuracy"] >= 0.97
 # 5. What is wrong with `x_t = x_t - s * sigma[t] * grad` before an unguided step?
 # <details><summary>Answer</summary>It moves x_t away from class y (wrong sign for a step in x), and it scales by
 # sigma_t = sqrt(beta_t), a standard deviation, where a shift of x needs the variance Sigma_t = sigma_t^2: the
-# guidance is 1 / sigma_t times too strong (section 5.4 computes the ratio at every t).</details>
+# guidance is 1 / sigma_t times too strong (section 5.6 computes the ratio at every t).</details>

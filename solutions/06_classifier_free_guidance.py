@@ -43,6 +43,13 @@ schedule = cu.NoiseSchedule(T=1000, kind="linear")
 #
 # since each score is $-\varepsilon/\sqrt{1-\bar\alpha_t}$. No classifier is left, only two predictions of one network.
 #
+# **A slip in one of our sources.** The guidance slides write this substitution as
+# $\nabla\log p(x_t\mid y) = \nabla\log p(x_t) + \gamma\big(\nabla\log p(x_t\mid y) - \nabla\log p(x_t)\big)$, with the same
+# symbol on both sides. The right side is $\gamma\,\nabla\log p(x_t\mid y) - (\gamma - 1)\,\nabla\log p(x_t)$, which equals the left
+# side only at $\gamma = 1$ (or where the label changes nothing, $\nabla\log p(x_t\mid y) = \nabla\log p(x_t)$). The left side
+# should be the score of the *guided* density $p_\gamma(x_t\mid y) \propto p(x_t)\,p(y\mid x_t)^\gamma$, which is what the
+# sampler follows; the result, the formula above, is right.
+#
 # ## 6.2 Conditioning dropout
 #
 # The network takes a label $y \in \{0..9\}$ or the **null label** $\varnothing$ (here the extra value 10, learned
