@@ -395,9 +395,9 @@ for s in scales:
         cg_sweep[name][s] = judge(evaluator, x, y_all)
     print(f"{s:5g} | " + " | ".join(f"{cg_sweep[name][s]['accuracy']:22.0%}, {cg_sweep[name][s]['diversity']:9.1f}"
                                     for name in samplers))
-best = {name: max(scales, key=lambda s: cg_sweep[name][s]["accuracy"]) for name in samplers}
+best = {name: max(scales, key=lambda s: cg_sweep[name][s]["accuracy"]) for name in samplers}   # highest accuracy
 for name in samplers:
-    print(f"{whose}, {name}: best accuracy {cg_sweep[name][best[name]]['accuracy']:.0%} at s = {best[name]:g} "
+    print(f"{whose}, {name}: highest accuracy {cg_sweep[name][best[name]]['accuracy']:.0%} at s = {best[name]:g} "
           f"({len(y_all)} samples)")
 assert all(cg_sweep[name][0.0]["accuracy"] < 0.3 for name in samplers)   # unguided: about one in ten is right
 # models trained for their default budgets lift it to well over half with either sampler (the floor's runs are in
@@ -410,7 +410,7 @@ if trained_enough and all(m.owner == "your" for m in models.values()):   # young
     assert cg_sweep["DDPM-100"][10.0]["accuracy"] > cg_sweep["DDIM-25"][10.0]["accuracy"]
 scale_for = {name: next(s for s in scales if cg_sweep[name][s]["accuracy"] >= 0.8 * cg_sweep[name][best[name]]["accuracy"])
              for name in samplers}
-print("the smallest scale reaching 80% of each sampler's best accuracy: "
+print("the scale we choose for each sampler, the smallest reaching 80% of its highest accuracy: "
       + ", ".join(f"{name} s = {s:g}" for name, s in scale_for.items()))
 at10 = {name: cg_sweep[name][10.0]["accuracy"] for name in samplers}
 print(f"at s = 10: fresh noise alone (DDIM-25, eta 0 -> 1) takes the accuracy from {at10['DDIM-25']:.0%} to "
@@ -447,8 +447,12 @@ measured = sweep_grids("classifier-ddpm", models, evaluator, torch.full((16,), 9
 plt.suptitle(whose, y=1.04)
 plt.show()
 assert measured[0.0]["accuracy"] < 0.5
-if trained_enough:   # guidance pulls the samples toward one digit: they grow alike
-    assert measured[20.0]["diversity"] < measured[0.0]["diversity"]
+# diversity against the first scale that reaches the digit (not s = 0, where the samples ignore the label and
+# spread over all ten digits): how much more alike do stronger scales make samples of the one digit?
+reached = next((s for s in scales[1:5] if measured[s]["accuracy"] >= 0.8), None)
+if reached is not None:
+    print(f"diversity of the 9s: {measured[reached]['diversity']:.1f} at s = {reached:g} (the first scale with >= 80% "
+          f"9s), {measured[scales[4]]['diversity']:.1f} at s = {scales[4]:g}")
 
 # %% [markdown]
 # ### The shipped models, side by side
@@ -463,12 +467,16 @@ shipped_measured = sweep_grids("classifier-ddim", shipped, evaluator, torch.full
 plt.suptitle(" guided by ".join(m.label for m in shipped.values()), y=1.04)
 plt.show()
 assert shipped_measured[0.0]["accuracy"] < 0.5 and shipped_measured[4.0]["accuracy"] >= 0.75
-assert shipped_measured[8.0]["diversity"] < shipped_measured[0.0]["diversity"]
+print(f"diversity of the shipped models' 9s: {shipped_measured[1.0]['diversity']:.1f} at s = 1, "
+      f"{shipped_measured[8.0]['diversity']:.1f} at s = 8")
+assert shipped_measured[8.0]["diversity"] < shipped_measured[1.0]["diversity"]   # alike, against s = 1, not s = 0
 
 # %% [markdown]
-# On 1,000 samples (`python -m course_utils evaluate`), the shipped models reached 98.4% (DDPM-1000) and 98.8%
-# (DDIM-50) at $s = 4$ and 99.7% / 99.5% at $s = 16$, while the Frechet distance rose from about 15 to 55-60:
-# larger scales buy accuracy with diversity. The shipped manifest keeps the best figures:
+# On 1,000 samples with DDPM-1000 (`python -m course_utils evaluate`, the README's table), the shipped models'
+# Frechet distance is not monotone in $s$: 16.2 at $s = 0$, 19.5 at $s = 1$, lowest at $s = 2$ (14.9, with 95.6% of
+# the digits right), then 34.5, 50.8 and 61.3 at $s = 4$, 8 and 16 while accuracy creeps from 98.4% to 99.7%:
+# past $s = 2$, larger scales buy little accuracy with much diversity. The manifest keeps, for each sampler, the
+# scale of highest accuracy (a choice of one end of that curve, not its best point):
 
 # %%
 quality = shipped["noisy_classifier"].info["quality"]

@@ -39,9 +39,13 @@ shown = explorer.current()
 assert explorer.shown == shown and "accuracy" in explorer.label.value
 stronger = widgets.result_for(Setting(shown.method, shown.digit, 4.0, shown.seed, shown.steps), explorer.models, explorer.cache)
 none = widgets.result_for(Setting(shown.method, shown.digit, 0.0, shown.seed, shown.steps), explorer.models, explorer.cache)
-print(f"scale 0: accuracy {none['accuracy']:.0%}, diversity {none['diversity']:.1f}; "
-      f"scale 4: accuracy {stronger['accuracy']:.0%}, diversity {stronger['diversity']:.1f}")
-assert stronger["accuracy"] > none["accuracy"] and stronger["diversity"] < none["diversity"]
+at_one = widgets.result_for(Setting(shown.method, shown.digit, 1.0, shown.seed, shown.steps), explorer.models, explorer.cache)
+for s, r in ((0, none), (1, at_one), (4, stronger)):
+    print(f"scale {s}: accuracy {r['accuracy']:.0%}, diversity {r['diversity']:.1f}")
+assert stronger["accuracy"] > none["accuracy"]
+# diversity is compared with s = 1, where the samples already follow the label: at s = 0 they ignore it, so
+# they spread over all digits and any guidance would look like a loss of diversity
+assert stronger["diversity"] < at_one["diversity"]
 
 # %% [markdown]
 # **Your models.** The same setting drawn by your networks (a cached grid is kept per set of weights, so the
