@@ -65,6 +65,14 @@ def realistic_fraction(feats: torch.Tensor, real_feats: torch.Tensor, k: int = 3
     return float((torch.cdist(feats.float(), real_feats.float()) <= radii[None]).any(1).float().mean())
 
 
+def recall_fraction(feats: torch.Tensor, real_feats: torch.Tensor, k: int = 3) -> float:
+    """The fraction of real digits that land among the samples: real r counts when ||f(r) - f(s)|| <= r_k(s)
+    for some sample s, where r_k(s) is the distance from s to its k-th nearest sample (the "recall" of
+    Kynkaenniemi et al., 2019: precision with the roles swapped). Samples that all look alike cover few of the
+    real digits, however real each one looks, so recall falls where diversity is lost."""
+    return realistic_fraction(real_feats, feats, k)
+
+
 def unguided_quality(model, schedule, prediction: str, evaluator, real_feats: torch.Tensor, *, sampler: str = "ddim",
                      steps: int = 50, n: int = 100, seed: int = 0) -> tuple[float, float]:
     """(realistic fraction, Frechet distance) of ``n`` unguided samples of ``model`` (whose output is read as
@@ -80,12 +88,16 @@ def unguided_quality(model, schedule, prediction: str, evaluator, real_feats: to
 
 
 def judge(evaluator, images: torch.Tensor, targets: torch.Tensor, reference: torch.Tensor | None = None) -> dict:
-    """Accuracy, diversity and (given real ``reference`` images) Frechet distance of ``images``."""
+    """Accuracy, diversity and, given real ``reference`` images, the Frechet distance, precision (the realistic
+    fraction) and recall of ``images`` against them. Compare these only with a reference of the same size (and
+    with the same measures of another real set that size: the real-vs-real values)."""
     logits, feats = evaluator_outputs(evaluator, images)
     out = {"n": len(images), "accuracy": float((logits.argmax(1) == targets.cpu()).float().mean()),
            "diversity": diversity(feats, targets.cpu())}
     if reference is not None:
-        out["frechet"] = frechet_distance(feats, evaluator_outputs(evaluator, reference)[1])
+        ref = evaluator_outputs(evaluator, reference)[1]
+        out.update(frechet=frechet_distance(feats, ref), precision=realistic_fraction(feats, ref),
+                   recall=recall_fraction(feats, ref), n_reference=len(reference))
     return out
 
 
@@ -182,7 +194,10 @@ def quality_report(n_per_class: int = 20, scales: dict | None = None, steps: int
     other = train.images[torch.randperm(len(train.images), generator=g)[:n]]
     report = {"n": n, "steps": steps, "device": str(device)}
     report["evaluator_test_accuracy"] = judge(ev, test.images, test.labels)["accuracy"]
-    report["floor"] = frechet_distance(evaluator_outputs(ev, other)[1], evaluator_outputs(ev, ref)[1])
+    other_feats, ref_feats = evaluator_outputs(ev, other)[1], evaluator_outputs(ev, ref)[1]
+    report["floor"] = frechet_distance(other_feats, ref_feats)
+    report["real_precision"] = realistic_fraction(other_feats, ref_feats)   # real digits against real digits,
+    report["real_recall"] = recall_fraction(other_feats, ref_feats)         # the same size as the samples
     y = torch.arange(10).repeat_interleave(n_per_class)
 
     unguided = {}
@@ -214,13 +229,17 @@ def quality_report(n_per_class: int = 20, scales: dict | None = None, steps: int
 def report_markdown(report: dict) -> str:
     """The sweep as a Markdown table, with the floor and the unguided models above it."""
     lines = [f"Real-vs-real Frechet floor ({report['n']} images): **{report['floor']:.2f}**; "
-             f"evaluator test accuracy {report['evaluator_test_accuracy']:.1%}.", ""]
+             + (f"real-vs-real precision {report['real_precision']:.1%}, recall {report['real_recall']:.1%}; "
+                if "real_recall" in report else "")
+             + f"evaluator test accuracy {report['evaluator_test_accuracy']:.1%}.", ""]
     for name, row in report["unguided"].items():
         lines.append(f"- unguided {name}: Frechet {row['frechet']:.2f} ({row['frechet'] / report['floor']:.1f}x the floor)")
-    lines += ["", "| method | scale | accuracy | Frechet | diversity |", "| --- | ---: | ---: | ---: | ---: |"]
+    lines += ["", "| method | scale | accuracy | Frechet | precision | recall | diversity |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for method, rows in report["sweeps"].items():
         for r in rows:
-            lines.append(f"| {METHODS[method]} | {r['scale']:g} | {r['accuracy']:.1%} | {r['frechet']:.2f} | "
+            pr = (f"{r['precision']:.1%} | {r['recall']:.1%}" if "recall" in r else "- | -")
+            lines.append(f"| {METHODS[method]} | {r['scale']:g} | {r['accuracy']:.1%} | {r['frechet']:.2f} | {pr} | "
                          f"{r['diversity']:.2f} |")
     return "\n".join(lines) + "\n"
 

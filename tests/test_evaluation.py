@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from course_utils import load_mnist, load_pretrained
-from course_utils.evaluation import diversity, evaluator_outputs, frechet_distance, realistic_fraction
+from course_utils.evaluation import diversity, evaluator_outputs, frechet_distance, realistic_fraction, recall_fraction
 
 
 def test_frechet_distance_of_gaussians_matches_the_closed_form():
@@ -54,3 +54,22 @@ def test_unguided_quality_tells_a_trained_model_from_one_that_predicts_no_noise(
     good = unguided_quality(shipped.model, shipped.schedule, "eps", evaluator, test_feats, steps=10, n=32)
     bad = unguided_quality(no_noise, shipped.schedule, "eps", evaluator, test_feats, sampler="ddpm", steps=10, n=32)
     assert good[0] > 0.5 > 0.1 > bad[0] and good[1] < bad[1]
+
+
+def test_recall_counts_real_points_the_samples_cover_and_falls_when_samples_collapse():
+    real = torch.tensor([[0.0, 0.0], [1.0, 0.0], [10.0, 0.0], [11.0, 0.0]])
+    spread = torch.tensor([[0.1, 0.0], [1.1, 0.0], [10.1, 0.0], [11.1, 0.0]])
+    collapsed = torch.tensor([[0.1, 0.0], [0.2, 0.0], [0.3, 0.0], [0.4, 0.0]])
+    assert recall_fraction(spread, real, k=1) == 1.0
+    assert recall_fraction(collapsed, real, k=1) == pytest.approx(0.25)   # only the real point at 0 is covered
+    assert realistic_fraction(collapsed, real, k=1) == 1.0                # each sample still looks real
+
+
+def test_report_table_has_precision_and_recall_beside_the_real_vs_real_values():
+    from course_utils.evaluation import report_markdown
+    row = {"scale": 1.0, "accuracy": 0.9, "frechet": 12.0, "precision": 0.8, "recall": 0.5, "diversity": 20.0}
+    report = {"n": 100, "floor": 9.0, "real_precision": 0.9, "real_recall": 0.85, "evaluator_test_accuracy": 0.99,
+              "unguided": {}, "sweeps": {"cfg-ddim": [row]}}
+    text = report_markdown(report)
+    assert "real-vs-real precision 90.0%, recall 85.0%" in text
+    assert "| classifier-free guidance, DDIM | 1 | 90.0% | 12.00 | 80.0% | 50.0% | 20.00 |" in text
