@@ -29,7 +29,8 @@ SCALE_RANGES = {                    # (min, max, step) of the slider, per method
 }
 STEP_RANGE = (5, 100)
 OWNERS = ("shipped", "yours")       # whose networks the explorer samples: the package's, or the learner's own
-SWEEP_SCALES = {m: [round(lo + i * (hi - lo) / 8, 3) for i in range(9)] for m, (lo, hi, _) in SCALE_RANGES.items()}
+SWEEP_SCALES = {m: sorted({round(lo + i * (hi - lo) / 8, 3) for i in range(9)} | {1.0})   # s = 1 in every sweep
+                for m, (lo, hi, _) in SCALE_RANGES.items()}
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,8 @@ def grid_png(images: torch.Tensor) -> bytes:
 
 
 def curve_png(points, current: float, method: str) -> bytes:
-    """Accuracy and diversity against scale, with the current scale marked, as PNG bytes."""
+    """Accuracy and diversity against scale, with the current scale and s = 1 marked (and the diversity at s = 1,
+    the level to read the others against), as PNG bytes."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -196,6 +198,10 @@ def curve_png(points, current: float, method: str) -> bytes:
         s, acc, div = zip(*points)
         ax.plot(s, acc, "o-", color="tab:blue", label="accuracy")
         ax2.plot(s, div, "s--", color="tab:orange", label="diversity")
+        at_one = [d for v, _, d in points if v == 1.0]
+        if at_one:   # diversity is read against s = 1, where the samples follow the label, not s = 0
+            ax2.axhline(at_one[0], color="tab:orange", ls=":", lw=1)
+    ax.axvline(1.0, color="grey", ls=":", lw=1)
     ax.axvline(current, color="red", lw=1)
     lo, hi, _ = SCALE_RANGES[method]
     ax.set_xlim(lo - 0.2, hi + 0.2)
@@ -203,7 +209,7 @@ def curve_png(points, current: float, method: str) -> bytes:
     ax.set_xlabel("guidance scale")
     ax.set_ylabel("accuracy", color="tab:blue")
     ax2.set_ylabel("diversity", color="tab:orange")
-    ax.set_title("cached scales (red: current)", fontsize=9)
+    ax.set_title("cached scales (red: current; dotted: s = 1)", fontsize=9)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

@@ -17,10 +17,13 @@
 #
 # **How to use it.** Pick a method and a digit, then move the scale. A setting computed before shows at once; a
 # new one takes a few seconds on a CPU (the grid turns grey while it computes). "precompute sweep" computes nine
-# scales of the current method and digit and keeps them on disk (`~/.cache/course_utils/explorer`, or the
-# folder in `COURSE_EXPLORER_CACHE`, so a lab room can prepare it once); the plot on the right then shows
-# accuracy and diversity against the scale, with the current scale in red. `steps` sets the DDIM steps, or the
-# steps of the respaced DDPM chain.
+# scales spread over the slider, and s = 1, for the current method and digit and keeps them on disk
+# (`~/.cache/course_utils/explorer`, or the folder in `COURSE_EXPLORER_CACHE`, so a lab room can prepare it once);
+# the plot on the right then shows accuracy and diversity against the scale, with the current scale in red and
+# s = 1 dotted (read diversity against its value at s = 1, where the samples already follow the label).
+# `steps` sets the DDIM steps, or the steps of the respaced DDPM chain: the explorer's default of 10 is a short
+# chain, fast enough to move the slider, and its figures are not those of the 25- to 100-step chains of
+# notebooks 5 and 6.
 
 # %%
 from course_utils.widgets import GuidanceExplorer, Setting

@@ -139,3 +139,10 @@ def test_the_explorer_shows_your_models_and_never_anothers_grid(models, tmp_path
     assert cache.get(ex.shown, yours) is not None and cache.get(ex.shown, again) is None
     ex.owner.value = "shipped"     # back: the shipped grid, from the cache
     assert "shipped cfg_eps" in ex.label.value and ex.status.value == "from cache"
+
+
+def test_every_sweep_includes_scale_one_and_the_plot_marks_it():
+    assert all(1.0 in scales for scales in widgets.SWEEP_SCALES.values())
+    with_one = widgets.curve_png([(0.0, 0.1, 50.0), (1.0, 0.9, 20.0), (4.0, 1.0, 12.0)], 4.0, "cfg-ddim")
+    without = widgets.curve_png([(0.0, 0.1, 50.0), (4.0, 1.0, 12.0)], 4.0, "cfg-ddim")
+    assert with_one[:8] == b"\x89PNG\r\n\x1a\n" and with_one != without
