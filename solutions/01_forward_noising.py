@@ -5,14 +5,15 @@
 # Before we learn anything we build that process and look at it closely.
 #
 # **Learning goals**
-# - define a noise schedule: $\beta_t$, $\alpha_t = 1-\beta_t$ and $\bar\alpha_t = \prod_{s\le t}\alpha_s$ (linear and cosine);
+# - define a noise schedule: $\beta_t$, $\alpha_t = 1-\beta_t$ and $\bar\alpha_t = \prod_{i\le t}\alpha_i$ (linear and cosine);
 # - sample $x_t$ from $x_0$ in one step with the closed form, and check it against the step-by-step chain;
 # - read the signal-to-noise ratio $\mathrm{SNR}(t) = \bar\alpha_t / (1-\bar\alpha_t)$ and see how fast each schedule destroys a digit.
 #
 # Conventions of the whole course: timesteps are integers $t = 0, \dots, T-1$, and `alpha_bars[t]`
 # is the product of `alphas[0..t]` (so step $t$ is already included). The papers number the steps $1..T$; our
-# $t$ is theirs minus 1, the numbering of PyTorch tensors and of the diffusers library. So $x_0$ always means the data, and
-# the state at timestep $t$ has had $t + 1$ noising steps, sampling starts from pure noise at $t = T-1$ (the papers' $x_T$), and the
+# $t$ is theirs minus 1, the numbering of PyTorch tensors and of the diffusers library. So $x_0$ always means the data
+# (never the state after one noising step: that is `x_t` at $t = 0$; the code treats the data as timestep $-1$, where
+# $\bar\alpha = 1$), and the state at timestep $t$ has had $t + 1$ noising steps, sampling starts from pure noise at $t = T-1$ (the papers' $x_T$), and the
 # reverse step at $t = 0$ is the last one: it returns the clean image. Every reverse loop in the course runs
 # `for t in range(T - 1, -1, -1)`. Images are tensors in $[-1, 1]$ of shape `[B, 1, 32, 32]`: MNIST digits
 # padded from 28 to 32 pixels.
@@ -37,7 +38,8 @@ g = cu.seed_everything(0)
 #
 # The **linear** schedule of Ho et al. lets $\beta_t$ rise from $10^{-4}$ to $0.02$ over $T = 1000$ steps.
 # The **cosine** schedule of Nichol and Dhariwal instead chooses $\bar\alpha_t = f(t+1)/f(0)$ with
-# $f(u) = \cos^2\!\big(\tfrac{u/T + s}{1+s}\cdot\tfrac{\pi}{2}\big)$, which destroys information more evenly.
+# $f(u) = \cos^2\!\big(\tfrac{u/T + c}{1+c}\cdot\tfrac{\pi}{2}\big)$ with a small offset $c = 0.008$ (the paper calls it $s$; in this
+# course $s$ is kept for the guidance scale of notebooks 5 to 7), which destroys information more evenly.
 
 # %%
 linear = cu.NoiseSchedule(T=1000, kind="linear", beta_start=1e-4, beta_end=0.02)

@@ -323,6 +323,13 @@ assert near_a_class["end"] > 0.9 > 0.3 > near_a_class["start"]
 # $$x_{t'} = \sqrt{\bar\alpha_{t'}}\,\hat x_0 + \sqrt{1-\bar\alpha_{t'}-\sigma^2}\,\hat\varepsilon + \sigma z,
 # \qquad \sigma = \eta\sqrt{\tfrac{1-\bar\alpha_{t'}}{1-\bar\alpha_t}}\sqrt{1-\tfrac{\bar\alpha_t}{\bar\alpha_{t'}}} .$$
 #
+# Why may the sampler change while the model stays? The loss of 3.2 sees only the marginals $q(x_t\mid x_0)$,
+# never how $x_t$ and $x_{t-1}$ are joined. Song et al. build a family of forward processes, not Markov chains,
+# that share those marginals and differ in how much fresh noise a reverse step injects ($\eta$); one trained network
+# serves them all. With $\eta = 0$ no noise is injected: each step follows a deterministic map, a discretisation of
+# an ordinary differential equation (the probability-flow ODE) that carries noise to data, which is why large
+# steps still work.
+#
 # With $\eta = 0$ it is deterministic; with $\eta = 1$ and all 1,000 steps it is DDPM again: for $t' = t - 1$,
 # $\sigma^2$ is the posterior variance $\tilde\beta_t$ and the mean is the posterior mean. The next cell checks it on
 # the same $x_t$, prediction and noise at a few $t$.
@@ -361,6 +368,21 @@ assert rows[0][1] < rows[2][1]
 # %% [markdown]
 # ### Your eps model, measured
 #
+# **The respaced chain.** DDPM with fewer steps keeps only some of the 1,000 timesteps, here 100 evenly spaced ones
+# $t_1 < \dots < t_{100}$, and makes them a chain of its own (Nichol and Dhariwal's respacing): its $\bar\alpha$ at step
+# $k$ is the full schedule's $\bar\alpha_{t_k}$, so its betas are $\beta'_k = 1 - \bar\alpha_{t_k}/\bar\alpha_{t_{k-1}}$, and the
+# model, which knows only the original timesteps, is called with $t_k$. Ancestral sampling then runs on it as on
+# the full chain. The cell below checks that the respaced chain has the same $\bar\alpha$ where it stops.
+
+# %%
+kept = sorted(cu.spaced_timesteps(1000, 100))      # the 100 timesteps the chain visits, in increasing order
+respaced = schedule.respace(kept)
+same = torch.allclose(respaced.alpha_bars.double(), schedule.alpha_bars.double()[kept], rtol=1e-5)
+print(f"respaced chain: {respaced.T} steps, timesteps {kept[:3]} ... {kept[-2:]}, beta' from {respaced.betas[0]:.2e} "
+      f"to {respaced.betas[-1]:.3f}; alpha_bar the same at its steps: {same}")
+assert same and respaced.T == 100
+
+# %% [markdown]
 # 100 samples of your model and of the shipped one (ancestral DDPM on the respaced chain of 100 steps, the same
 # starting noises), judged in the feature space of the evaluator in two ways:
 # - **realistic**: the fraction of samples that land among real digits: a sample counts when it is at least

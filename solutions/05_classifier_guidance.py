@@ -148,6 +148,14 @@ checks.check_classifier_grad(grad_log_p)
 # shifted mean: $x_{t-1}\sim\mathcal N(\mu + s\,\Sigma_t\,g,\ \Sigma_t)$, with $\Sigma_t$ the variance of the step
 # (here the posterior variance $\tilde\beta_t$).
 #
+# The "approximately" carries an assumption. The guided step's density is the Gaussian step times
+# $p(y\mid x_{t-1})^s$; they expand $\log p(y\mid x_{t-1})$ to first order around $\mu$,
+# $\log p(y\mid x_{t-1}) \approx \log p(y\mid\mu) + (x_{t-1} - \mu)^\top g$, and a Gaussian times $e^{s\,(x-\mu)^\top g}$ is the same
+# Gaussian with its mean moved by $s\,\Sigma_t\,g$. The first-order expansion holds only where $\log p(y\mid x)$ is
+# nearly linear over the step's spread $\sqrt{\Sigma_t}$. A large $s$ moves the mean far, out of that region, and
+# few large steps (a respaced chain has a larger $\Sigma_t$ per step) widen it: both are where the approximation,
+# and the guidance it gives, can break.
+#
 # **Exercise 5.2.** Write `shift_mean(mean, variance, grad, scale)`.
 
 # %%
