@@ -18,7 +18,6 @@ cause only when the probe has verified it.
 """
 from __future__ import annotations
 
-import math
 import os
 import traceback
 
@@ -425,15 +424,10 @@ def _embedding_probe(fn, dim: int) -> list:
     should = f"{f}(t w_{k}) (sines of w_0 .. w_{half - 1} in columns 0 .. {half - 1}, then the cosines)"
     if found[j] is None:
         return [f"column {j} is {out[1, j]:.4g} at t = 1, where the formula's {f}(t w_{k}) = "
-                f"{want_value(f, k, half):.4g}: it is not sin or cos of t times one frequency of a known rule"]
+                f"{cands[names.index(want[j])][1]:.4g}: it is not sin or cos of t times one frequency of a known rule"]
     g, m, rule = found[j]
     held = f"{g}(t w_{m})" + ("" if rule == next(iter(FREQUENCY_RULES)) else f" with w_i = {rule}")
     return [f"column {j} holds {held}, where the formula puts {should}"]
-
-
-def want_value(f: str, k: int, half: int) -> float:
-    w = 10000 ** (-k / half)
-    return math.sin(w) if f == "sin" else math.cos(w)
 
 
 class _FixedModel(torch.nn.Module):
@@ -457,17 +451,28 @@ def _loss_verdict(what: str, got, want: torch.Tensor, mistakes: dict, probe=None
 
 
 class _Recorder(torch.nn.Module):
-    """A model that predicts ``out(x)`` (default zeros) and remembers the input it was given."""
+    """A model that predicts 0 (with a gradient path) and remembers the input it was given."""
 
-    def __init__(self, out=None):
+    def __init__(self):
         super().__init__()
         self.w = torch.nn.Parameter(torch.zeros(()))
-        self.out = out
         self.seen = None
 
     def forward(self, x, t):
         self.seen = x.detach().clone()
-        return (self.out(x) if self.out is not None else torch.zeros_like(x)) + 0 * self.w * x
+        return self.w * x
+
+
+class _FixedLogits(torch.nn.Module):
+    """A classifier whose logits are fixed in advance, whatever x_t (with a gradient path)."""
+
+    def __init__(self, logits: torch.Tensor):
+        super().__init__()
+        self.logits = logits
+        self.w = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, t):
+        return self.logits + self.w * x.flatten(1)[:, :1]
 
 
 def _eps_loss_probe(fn, x0, t, s) -> list:
@@ -516,8 +521,7 @@ def _classifier_loss_probe(fn, x0, y, t, noise, s) -> list:
     """The reduction and the use of the logits, with logits fixed in advance (they do not depend on x)."""
     g = torch.Generator().manual_seed(12)
     logits = torch.randn(len(x0), 10, generator=g) * 2
-    clf = _Recorder(out=None)
-    clf.forward = lambda x, t: logits + 0 * clf.w * x.flatten(1)[:, :1]
+    clf = _FixedLogits(logits)
     with torch.no_grad():
         v = float(fn(clf, x0, y, t, noise, s))
     ce = F.cross_entropy(logits, y, reduction="none")
@@ -743,15 +747,14 @@ def _gradient_probe(fn, clf, x, t, y, want) -> list:
             return [f"each sample's gradient is minus 1/B = 1/{B} of grad_x log p(y | x_t): the sign is flipped, and "
                     + mean]
         return [f"each sample's gradient is {k:.4g} times grad_x log p(y | x_t)"]
-    for objective, f in (("log softmax at y", lambda lg: F.log_softmax(lg, 1).gather(1, y[:, None])),
-                         ("softmax at y", lambda lg: F.softmax(lg, 1).gather(1, y[:, None])),
+    for objective, f in (("softmax at y", lambda lg: F.softmax(lg, 1).gather(1, y[:, None])),
                          ("the raw logit at y", lambda lg: lg.gather(1, y[:, None])),
                          ("log softmax summed over all classes", lambda lg: F.log_softmax(lg, 1))):
         with torch.enable_grad():
             xx = x.detach().clone().requires_grad_(True)
             (other,) = torch.autograd.grad(f(clf(xx, t)).sum(), xx)
         for k, what in ((1, ""), (-1, "minus "), (1 / B, f"1/B = 1/{B} of "), (-1 / B, f"minus 1/B = 1/{B} of ")):
-            if objective != "log softmax at y" and probes.close(got, k * other.double()):
+            if probes.close(got, k * other.double()):
                 return [f"it equals {what}the gradient of {objective}, where the formula takes the gradient of "
                         "log softmax at y (log p(y | x_t)), summed over the batch"]
     alone = fn(clf, x[:1], t[:1], y[:1]).detach().double()

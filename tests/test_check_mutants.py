@@ -131,12 +131,14 @@ def linear_mutants(exercise):
     return [(what, touched, as_student(exercise, t)) for what, touched, t in out]
 
 
+DDIM_FACTORS = {"shift": ("ab", 0, True, 0.5), "a": ("ab", 0, True, 0.5), "b": ("ab", 0, False, 0.5),
+                "c": ("abp", 0, False, 0.5), "d": ("abp", 0, True, 0.5), "s": ("scale", 0, False, 1)}
+
+
 def ddim_student(*, factors=None, signs=(-1, -1, 1)):
     """DDIM (eta = 0) with eps_hat = eps + sign0 s f_shift grad, x0 = (x - f_a eps_hat) / f_b,
     x' = f_c x0 + sign2 f_d eps_hat; ``factors`` overrides (table, shift, complement, power) per name."""
-    base = {"shift": ("ab", 0, True, 0.5), "a": ("ab", 0, True, 0.5), "b": ("ab", 0, False, 0.5),
-            "c": ("abp", 0, False, 0.5), "d": ("abp", 0, True, 0.5), "s": ("scale", 0, False, 1)}
-    base.update(factors or {})
+    base = {**DDIM_FACTORS, **(factors or {})}
 
     def value(f, s, t, tp, scale):
         q, shift, comp, p = f
@@ -157,8 +159,7 @@ def ddim_student(*, factors=None, signs=(-1, -1, 1)):
 
 
 def ddim_mutants():
-    base = {"shift": ("ab", 0, True, 0.5), "a": ("ab", 0, True, 0.5), "b": ("ab", 0, False, 0.5),
-            "c": ("abp", 0, False, 0.5), "d": ("abp", 0, True, 0.5), "s": ("scale", 0, False, 1)}
+    base = DDIM_FACTORS
     out = []
     for k, (q, shift, comp, p) in base.items():
         changes = [("dropped", (q, shift, comp, 0)), ("squared", (q, shift, comp, 2 * p)),
