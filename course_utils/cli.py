@@ -27,7 +27,8 @@ def save_figure(fig, path: Path) -> Path:
 
 
 def main_evaluate(args) -> int:
-    """Run the quality report; write report.json, report.md and report.png under --out."""
+    """Run the quality report; write report.json, report.md and report.png under --out (measured rows are kept in
+    --out/partial.json as they come, so an interrupted run resumes)."""
     import json
 
     import matplotlib
@@ -35,7 +36,8 @@ def main_evaluate(args) -> int:
     matplotlib.use("Agg")
     from .evaluation import plot_report, quality_report, report_markdown
 
-    report = quality_report(n_per_class=args.n_per_class, steps=args.steps, device=args.device)
+    report = quality_report(n_per_class=args.n_per_class, steps=args.steps, seeds=args.seeds, device=args.device,
+                            partial=args.out / "partial.json", ddpm_1000=not args.no_ddpm_1000)
     text = report_markdown(report)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -47,22 +49,30 @@ def main_evaluate(args) -> int:
     return 0
 
 
+def _rounded(row: dict | None) -> dict | None:
+    return None if row is None else {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
+
+
 def update_manifest_quality(report: dict) -> None:
-    """Write the measured figures into each manifest entry's "quality"."""
+    """Write the measured figures into each manifest entry's "quality": for the unguided models their rows, for the
+    guidance networks the two stated choices on each curve (lowest Frechet, smallest scale reaching the target
+    accuracy), all beside the real-vs-real row of the same size."""
     from .pretrained import read_info, write_info
 
-    best = {m: max(rows, key=lambda r: r["accuracy"]) for m, rows in report["sweeps"].items()}
+    choices = {m: {k: _rounded(v) for k, v in c.items()} for m, c in report["choices"].items()}
     at_t = {r["t"]: round(r["noisy_classifier"], 4) for r in report["accuracy_vs_t"]}
     quality = {
         "evaluator": {"test_accuracy": round(report["evaluator_test_accuracy"], 4)},
-        "ddpm_eps": {k: round(v["frechet"], 3) for k, v in report["unguided"].items() if k.startswith("ddpm_eps")},
-        "ddpm_x0": {k: round(v["frechet"], 3) for k, v in report["unguided"].items() if k.startswith("ddpm_x0")},
-        "noisy_classifier": {"accuracy_at_t": at_t, **{f"best {m}": best[m] for m in best if m.startswith("classifier")}},
-        "cfg_eps": {"best cfg-ddim": best["cfg-ddim"]},
+        "ddpm_eps": {k: _rounded(v) for k, v in report["unguided"].items() if k.startswith("ddpm_eps")},
+        "ddpm_x0": {k: _rounded(v) for k, v in report["unguided"].items() if k.startswith("ddpm_x0")},
+        "noisy_classifier": {"accuracy_at_t": at_t, **{m: choices[m] for m in choices if m.startswith("classifier")}},
+        "cfg_eps": {"cfg-ddim": choices["cfg-ddim"]},
     }
     for name, q in quality.items():
         info = read_info(name)
-        info["quality"] = {**q, "frechet_floor": round(report["floor"], 3), "n_samples": report["n"]}
+        info["quality"] = {**q, "real_vs_real": _rounded(report["real"]), "n_samples": report["n"],
+                           "steps": report["steps"], "seeds": report["seeds"],
+                           "target_accuracy": report["target_accuracy"]}
         write_info(name, info)
 
 
@@ -89,8 +99,10 @@ def main(argv=None) -> int:
     train.add_argument("--checkpoint-dir", default="checkpoints")
     train.add_argument("--checkpoint-every", type=int, default=1000)
     ev = sub.add_parser("evaluate", help="measure the shipped networks and print the quality table")
-    ev.add_argument("--n-per-class", type=int, default=20)
-    ev.add_argument("--steps", type=int, default=50, help="DDIM steps")
+    ev.add_argument("--n-per-class", type=int, default=100, help="samples per digit (and real digits in the reference)")
+    ev.add_argument("--steps", type=int, default=25, help="sampler steps, the same for every method")
+    ev.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one run per seed: mean and sd")
+    ev.add_argument("--no-ddpm-1000", action="store_true", help="skip the unguided 1,000-step DDPM rows")
     ev.add_argument("--device", default=None)
     ev.add_argument("--out", type=Path, default=Path("build") / "quality")
     ev.add_argument("--update-manifest", action="store_true", help="write the measured quality into the manifest")

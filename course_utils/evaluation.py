@@ -3,7 +3,8 @@
 - accuracy: the fraction of samples the evaluator assigns to the class they were asked for;
 - Frechet distance: between Gaussians fitted to evaluator features of two image sets,
       FD = |mu_a - mu_b|^2 + Tr( S_a + S_b - 2 (S_a S_b)^(1/2) ),
-  always reported beside the real-vs-real floor (two real sets of the same size);
+  always reported beside the real-vs-real value (another real set of the same size: small sets score
+  far from zero even when both are real);
 - diversity: the mean distance between evaluator features of two samples of the same class;
 - realistic fraction: the share of samples whose features land among those of real digits.
 """
@@ -153,10 +154,12 @@ def generate(method: str, models: dict, y: torch.Tensor, scale: float, *, steps:
 
 
 DEFAULT_SCALES = {
-    "classifier-ddpm": [0.0, 1.0, 2.0, 4.0, 8.0, 16.0],
-    "classifier-ddim": [0.0, 1.0, 2.0, 4.0, 8.0, 16.0],
-    "cfg-ddim": [0.0, 1.0, 2.0, 3.0, 5.0, 8.0],
+    "classifier-ddpm": [0.0, 1.0, 2.0, 4.0, 8.0],
+    "classifier-ddim": [0.0, 1.0, 2.0, 4.0, 8.0],
+    "cfg-ddim": [0.0, 1.0, 2.0, 3.0, 5.0],
 }
+TARGET_ACCURACY = 0.9   # the matched point: the smallest scale whose mean accuracy reaches this
+MEASURES = ("accuracy", "frechet", "precision", "recall", "diversity")
 
 
 @torch.no_grad()
@@ -173,97 +176,204 @@ def accuracy_against_t(classifier, evaluator, schedule, images, labels, ts, gene
     return rows
 
 
-def quality_report(n_per_class: int = 20, scales: dict | None = None, steps: int = 50, device=None,
-                   seed: int = 0, progress: bool = True) -> dict:
-    """Everything `python -m course_utils evaluate` prints: floor, unguided models, sweeps, accuracy vs t."""
+def mean_and_spread(rows: list[dict], keys=MEASURES) -> dict:
+    """{key: mean over ``rows``, key + "_sd": their standard deviation (n - 1 in the denominator)} for each key
+    the rows hold; "seeds": how many rows."""
+    out = {"seeds": len(rows)}
+    for key in keys:
+        if key in rows[0]:
+            v = torch.tensor([r[key] for r in rows], dtype=torch.float64)
+            out[key], out[key + "_sd"] = float(v.mean()), float(v.std()) if len(v) > 1 else 0.0
+    return out
+
+
+def stated_choices(curve: list[dict], target: float = TARGET_ACCURACY) -> dict:
+    """The two points of one method's curve (rows with "scale" and mean measures) that the report names:
+    "lowest frechet", the scale whose mean Frechet distance is lowest, and "reaches target", the smallest
+    scale whose mean accuracy is at least ``target`` (None when none does). Methods are compared at the second:
+    at matched accuracy, with equal sampler steps."""
+    reaching = [r for r in curve if r["accuracy"] >= target]
+    return {"lowest frechet": min(curve, key=lambda r: r["frechet"]),
+            "reaches target": min(reaching, key=lambda r: r["scale"]) if reaching else None}
+
+
+class _RowCache:
+    """Measured rows kept in a JSON file as they come, so that a long report resumes where it stopped."""
+
+    def __init__(self, path, settings: dict):
+        import json
+        from pathlib import Path
+
+        self.path, self.settings, self.rows = (Path(path) if path else None), settings, {}
+        if self.path and self.path.exists():
+            saved = json.loads(self.path.read_text())
+            if saved.get("settings") == settings:
+                self.rows = saved["rows"]
+
+    def get(self, key: str, compute):
+        import json
+
+        from .files import write_text_atomic
+
+        if key not in self.rows:
+            self.rows[key] = compute()
+            if self.path:
+                write_text_atomic(self.path, json.dumps({"settings": self.settings, "rows": self.rows}, indent=1))
+        return self.rows[key]
+
+
+def quality_report(n_per_class: int = 100, scales: dict | None = None, steps: int = 25, seeds=(0, 1, 2),
+                   device=None, progress: bool = True, partial=None, ddpm_1000: bool = True) -> dict:
+    """Everything `python -m course_utils evaluate` prints.
+
+    For each seed: ``10 * n_per_class`` samples per method and scale, all methods with ``steps`` sampler steps
+    (classifier-ddpm on the respaced DDPM chain of ``steps``), judged against ``10 * n_per_class`` held-out real
+    digits (the same reference for every row), beside the real-vs-real values of as many training digits. Each
+    row is the mean over ``seeds`` with its standard deviation. With ``ddpm_1000`` the unguided models are also
+    sampled with the full 1,000-step DDPM chain (first seed only). ``partial``: a JSON file of measured rows,
+    read to resume and written after each row.
+    """
     from tqdm.auto import tqdm
 
     from .core.data import load_mnist
     from .core.device import pick_device
-    from .pretrained import load_pretrained
     from .core.sampling import ddim_sample, ddpm_sample
+    from .pretrained import load_pretrained
 
     device = torch.device(device) if device is not None else pick_device()
     scales = scales or DEFAULT_SCALES
-    models = {n: load_pretrained(n, device) for n in ("ddpm_x0", "ddpm_eps", "noisy_classifier", "cfg_eps", "evaluator")}
+    n, seeds = 10 * n_per_class, list(seeds)
+    cache = _RowCache(partial, {"n": n, "steps": steps, "seeds": seeds, "scales": scales})
+    models = {k: load_pretrained(k, device) for k in ("ddpm_x0", "ddpm_eps", "noisy_classifier", "cfg_eps", "evaluator")}
     ev = models["evaluator"].model
     test, train = load_mnist(train=False), load_mnist(train=True, verbose=False)
-    g = torch.Generator().manual_seed(seed)
-    n = 10 * n_per_class
-    ref = test.images[torch.randperm(len(test.images), generator=g)[:n]]
-    other = train.images[torch.randperm(len(train.images), generator=g)[:n]]
-    report = {"n": n, "steps": steps, "device": str(device)}
-    report["evaluator_test_accuracy"] = judge(ev, test.images, test.labels)["accuracy"]
-    other_feats, ref_feats = evaluator_outputs(ev, other)[1], evaluator_outputs(ev, ref)[1]
-    report["floor"] = frechet_distance(other_feats, ref_feats)
-    report["real_precision"] = realistic_fraction(other_feats, ref_feats)   # real digits against real digits,
-    report["real_recall"] = recall_fraction(other_feats, ref_feats)         # the same size as the samples
+    if n > len(test.images):
+        raise ValueError(f"n_per_class={n_per_class} asks for {n} samples, more than the {len(test.images)} "
+                         "held-out real digits the reference is drawn from")
+    ref = test.images[torch.randperm(len(test.images), generator=torch.Generator().manual_seed(0))[:n]]
+    ref_feats = evaluator_outputs(ev, ref)[1]
     y = torch.arange(10).repeat_interleave(n_per_class)
 
-    unguided = {}
-    for name, pred in (("ddpm_eps", "eps"), ("ddpm_x0", "x0")):
-        m = models[name]
-        for sampler, label in ((ddpm_sample, "DDPM-1000"), (ddim_sample, f"DDIM-{steps}")):
-            kw = {"steps": steps} if sampler is ddim_sample else {}
-            x = sampler(m.model, m.schedule, (n, 1, 32, 32), prediction=pred, generator=g, device=device,
-                        progress=progress, **kw)
-            _, feats = evaluator_outputs(ev, x)
-            unguided[f"{name} {label}"] = {"frechet": frechet_distance(feats, evaluator_outputs(ev, ref)[1])}
-    report["unguided"] = unguided
+    def against_reference(images, labels=None):
+        """judge() for samples of classes ``labels`` (None: unguided, no accuracy or diversity)."""
+        feats = evaluator_outputs(ev, images)[1]
+        out = {"frechet": frechet_distance(feats, ref_feats), "precision": realistic_fraction(feats, ref_feats),
+               "recall": recall_fraction(feats, ref_feats)}
+        if labels is not None:
+            out.update({k: v for k, v in judge(ev, images, labels).items() if k in ("accuracy", "diversity")})
+        return out
+
+    def real_row(seed):   # another n real digits, drawn per seed: the values a perfect sampler would score
+        other = train.images[torch.randperm(len(train.images), generator=torch.Generator().manual_seed(seed))[:n]]
+        return against_reference(other)
+
+    report = {"n": n, "n_reference": n, "steps": steps, "seeds": seeds, "device": str(device),
+              "target_accuracy": TARGET_ACCURACY}
+    report["evaluator_test_accuracy"] = judge(ev, test.images, test.labels)["accuracy"]
+    report["real"] = mean_and_spread([cache.get(f"real {sd}", lambda: real_row(sd)) for sd in seeds])
 
     sweeps = {}
     for method, values in scales.items():
-        rows = []
+        curve = []
         for s in tqdm(values, desc=method, disable=not progress):
-            x = generate(method, models, y, s, steps=steps, generator=torch.Generator().manual_seed(seed),
-                         device=device)
-            rows.append({"scale": s, **judge(ev, x, y, reference=ref)})
-        sweeps[method] = rows
+            def row(seed, s=s, method=method):
+                x = generate(method, models, y, s, steps=steps, ddpm_steps=steps, device=device,
+                             generator=torch.Generator().manual_seed(seed))
+                return against_reference(x, y)
+            curve.append({"scale": s, **mean_and_spread([cache.get(f"{method} {s:g} {sd}", lambda: row(sd))
+                                                         for sd in seeds])})
+        sweeps[method] = curve
     report["sweeps"] = sweeps
+    report["choices"] = {m: stated_choices(c) for m, c in sweeps.items()}
+
+    unguided = {}
+    samplers = [(f"DDPM-{steps}", ddpm_sample, steps, seeds), (f"DDIM-{steps}", ddim_sample, steps, seeds)]
+    if ddpm_1000:
+        samplers.append(("DDPM-1000", ddpm_sample, None, seeds[:1]))
+    for name in ("ddpm_eps", "ddpm_x0"):
+        m = models[name]
+        for label, sampler, k, run_seeds in samplers:
+            def row(seed, m=m, sampler=sampler, k=k):
+                x = sampler(m.model, m.schedule, (n, 1, 32, 32), prediction=m.prediction, steps=k, device=device,
+                            generator=torch.Generator().manual_seed(seed), progress=progress)
+                return against_reference(x)
+            unguided[f"{name} {label}"] = mean_and_spread([cache.get(f"{name} {label} {sd}", lambda: row(sd))
+                                                          for sd in run_seeds])
+    report["unguided"] = unguided
     clf, sch = models["noisy_classifier"].model, models["noisy_classifier"].schedule
     report["accuracy_vs_t"] = accuracy_against_t(clf, ev, sch, test.images, test.labels,
-                                                 list(range(0, 1000, 100)) + [999], generator=g)
+                                                 list(range(0, 1000, 100)) + [999],
+                                                 generator=torch.Generator().manual_seed(0))
     return report
 
 
+def _pm(row: dict, key: str, fmt: str) -> str:
+    """``mean +- sd`` of one measure of a report row."""
+    sd = row.get(key + "_sd", 0.0)
+    return f"{row[key]:{fmt}} +- {sd:{fmt}}" if row.get("seeds", 1) > 1 else f"{row[key]:{fmt}}"
+
+
 def report_markdown(report: dict) -> str:
-    """The sweep as a Markdown table, with the floor and the unguided models above it."""
-    lines = [f"Real-vs-real Frechet floor ({report['n']} images): **{report['floor']:.2f}**; "
-             + (f"real-vs-real precision {report['real_precision']:.1%}, recall {report['real_recall']:.1%}; "
-                if "real_recall" in report else "")
-             + f"evaluator test accuracy {report['evaluator_test_accuracy']:.1%}.", ""]
+    """The report as Markdown: the real-vs-real values, the unguided models, the sweep (mean +- sd over seeds)
+    and the stated choices on each method's curve."""
+    real, n = report["real"], report["n"]
+    lines = [f"{n} samples per row (10 digits x {n // 10}), {report['steps']} sampler steps for every method, "
+             f"against {report['n_reference']} held-out real digits; mean +- sd over seeds {report['seeds']}.", "",
+             f"Real-vs-real ({n} training digits against the reference): Frechet {_pm(real, 'frechet', '.2f')}, "
+             f"precision {_pm(real, 'precision', '.1%')}, recall {_pm(real, 'recall', '.1%')}; "
+             f"evaluator test accuracy {report['evaluator_test_accuracy']:.1%}.", ""]
     for name, row in report["unguided"].items():
-        lines.append(f"- unguided {name}: Frechet {row['frechet']:.2f} ({row['frechet'] / report['floor']:.1f}x the floor)")
+        lines.append(f"- unguided {name}: Frechet {_pm(row, 'frechet', '.2f')}, precision {_pm(row, 'precision', '.1%')}, "
+                     f"recall {_pm(row, 'recall', '.1%')} ({row['seeds']} seed{'s' * (row['seeds'] > 1)})")
     lines += ["", "| method | scale | accuracy | Frechet | precision | recall | diversity |",
               "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for method, rows in report["sweeps"].items():
         for r in rows:
-            pr = (f"{r['precision']:.1%} | {r['recall']:.1%}" if "recall" in r else "- | -")
-            lines.append(f"| {METHODS[method]} | {r['scale']:g} | {r['accuracy']:.1%} | {r['frechet']:.2f} | {pr} | "
-                         f"{r['diversity']:.2f} |")
+            lines.append(f"| {METHODS[method]} | {r['scale']:g} | {_pm(r, 'accuracy', '.1%')} | "
+                         f"{_pm(r, 'frechet', '.2f')} | {_pm(r, 'precision', '.1%')} | {_pm(r, 'recall', '.1%')} | "
+                         f"{_pm(r, 'diversity', '.1f')} |")
+    target = report["target_accuracy"]
+    lines += ["", f"Stated choices: the scale with the lowest mean Frechet distance, and the smallest scale whose mean "
+                  f"accuracy reaches {target:.0%} (where the methods are compared: matched accuracy, equal steps).", "",
+              f"| method | lowest Frechet at | its accuracy | its Frechet | reaches {target:.0%} at | accuracy | "
+              "Frechet | recall |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for method, c in report["choices"].items():
+        low, hit = c["lowest frechet"], c["reaches target"]
+        right = (f"{hit['scale']:g} | {_pm(hit, 'accuracy', '.1%')} | {_pm(hit, 'frechet', '.2f')} | "
+                 f"{_pm(hit, 'recall', '.1%')}" if hit else "not reached | - | - | -")
+        lines.append(f"| {METHODS[method]} | {low['scale']:g} | {_pm(low, 'accuracy', '.1%')} | "
+                     f"{_pm(low, 'frechet', '.2f')} | {right} |")
     return "\n".join(lines) + "\n"
 
 
 def plot_report(report: dict):
-    """Accuracy, Frechet distance and diversity against scale per method; accuracy against t."""
+    """Accuracy, Frechet distance, recall and diversity against scale per method (bars: sd over seeds, the dashed
+    lines the real-vs-real values, s = 1 marked); accuracy against t."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 4, figsize=(18, 3.6))
+    fig, axes = plt.subplots(1, 5, figsize=(22, 3.8))
+    keys = ("accuracy", "frechet", "recall", "diversity")
     for method, rows in report["sweeps"].items():
         s = [r["scale"] for r in rows]
-        for ax, key in zip(axes[:3], ("accuracy", "frechet", "diversity")):
-            ax.plot(s, [r[key] for r in rows], "o-", label=METHODS[method])
-    axes[1].axhline(report["floor"], color="grey", ls="--", label="real-vs-real floor")
-    for ax, title in zip(axes[:3], ("accuracy (evaluator)", "Frechet distance", "diversity (within class)")):
-        ax.set_xlabel("guidance scale")
+        for ax, key in zip(axes, keys):
+            ax.errorbar(s, [r[key] for r in rows], yerr=[r.get(key + "_sd", 0) for r in rows], fmt="o-",
+                        capsize=3, label=METHODS[method])
+    for ax, key, title in zip(axes, keys, ("accuracy (evaluator)", "Frechet distance", "recall",
+                                           "diversity (within class)")):
+        if key in report["real"]:
+            ax.axhline(report["real"][key], color="grey", ls="--", label="real vs real")
+        ax.axvline(1.0, color="black", lw=0.6, ls=":")
+        ax.set_xlabel("guidance scale (dotted: s = 1)")
         ax.set_title(title)
     axes[1].legend(fontsize=7)
     rows = report["accuracy_vs_t"]
-    axes[3].plot([r["t"] for r in rows], [r["noisy_classifier"] for r in rows], "o-", label="noisy classifier")
-    axes[3].plot([r["t"] for r in rows], [r["clean_evaluator"] for r in rows], "s-", label="clean evaluator")
-    axes[3].set_xlabel("t")
-    axes[3].set_title("accuracy on x_t")
-    axes[3].legend(fontsize=7)
+    axes[4].plot([r["t"] for r in rows], [r["noisy_classifier"] for r in rows], "o-", label="noisy classifier")
+    axes[4].plot([r["t"] for r in rows], [r["clean_evaluator"] for r in rows], "s-", label="clean evaluator")
+    axes[4].set_xlabel("t")
+    axes[4].set_title("accuracy on x_t")
+    axes[4].legend(fontsize=7)
+    fig.suptitle(f"{report['n']} samples per point, {report['steps']} steps, mean +- sd over {len(report['seeds'])} seeds",
+                 fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -65,11 +65,40 @@ def test_recall_counts_real_points_the_samples_cover_and_falls_when_samples_coll
     assert realistic_fraction(collapsed, real, k=1) == 1.0                # each sample still looks real
 
 
-def test_report_table_has_precision_and_recall_beside_the_real_vs_real_values():
-    from course_utils.evaluation import report_markdown
-    row = {"scale": 1.0, "accuracy": 0.9, "frechet": 12.0, "precision": 0.8, "recall": 0.5, "diversity": 20.0}
-    report = {"n": 100, "floor": 9.0, "real_precision": 0.9, "real_recall": 0.85, "evaluator_test_accuracy": 0.99,
-              "unguided": {}, "sweeps": {"cfg-ddim": [row]}}
+def test_report_table_gives_mean_and_spread_beside_the_real_vs_real_values_and_states_its_choices():
+    from course_utils.evaluation import mean_and_spread, report_markdown, stated_choices
+
+    def curve_point(scale, rows):
+        return {"scale": scale, **mean_and_spread(rows)}
+
+    def seeds(acc, fd):
+        return [{"accuracy": acc, "frechet": fd + d, "precision": 0.8, "recall": 0.5 + d / 100, "diversity": 20.0}
+                for d in (-1.0, 1.0)]
+
+    # highest accuracy at s = 8, lowest Frechet at s = 2, 90% first reached at s = 4
+    curve = [curve_point(1.0, seeds(0.7, 30.0)), curve_point(2.0, seeds(0.85, 10.0)),
+             curve_point(4.0, seeds(0.95, 20.0)), curve_point(8.0, seeds(0.99, 50.0))]
+    choices = stated_choices(curve, target=0.9)
+    assert choices["lowest frechet"]["scale"] == 2.0 and choices["reaches target"]["scale"] == 4.0
+    assert stated_choices(curve[:2], target=0.9)["reaches target"] is None
+    assert curve[0]["frechet"] == 30.0 and curve[0]["frechet_sd"] == pytest.approx(2 ** 0.5)
+    report = {"n": 100, "n_reference": 100, "steps": 25, "seeds": [0, 1], "target_accuracy": 0.9,
+              "real": mean_and_spread([{"frechet": 9.0, "precision": 0.9, "recall": 0.85}] * 2),
+              "evaluator_test_accuracy": 0.99, "unguided": {}, "sweeps": {"cfg-ddim": curve},
+              "choices": {"cfg-ddim": choices}}
     text = report_markdown(report)
-    assert "real-vs-real precision 90.0%, recall 85.0%" in text
-    assert "| classifier-free guidance, DDIM | 1 | 90.0% | 12.00 | 80.0% | 50.0% | 20.00 |" in text
+    assert "Frechet 9.00 +- 0.00, precision 90.0% +- 0.0%, recall 85.0% +- 0.0%" in text
+    assert "| classifier-free guidance, DDIM | 1 | 70.0% +- 0.0% | 30.00 +- 1.41 | 80.0% +- 0.0% | 50.0% +- 1.4% |" in text
+    assert "| classifier-free guidance, DDIM | 2 | 85.0% +- 0.0% | 10.00 +- 1.41 | 4 | 95.0% +- 0.0% |" in text
+
+
+def test_a_report_resumes_from_its_saved_rows_and_ignores_rows_of_other_settings(tmp_path):
+    from course_utils.evaluation import _RowCache
+
+    calls = []
+    cache = _RowCache(tmp_path / "partial.json", {"n": 10})
+    assert cache.get("a", lambda: calls.append(1) or {"frechet": 1.0}) == {"frechet": 1.0}
+    again = _RowCache(tmp_path / "partial.json", {"n": 10})
+    assert again.get("a", lambda: calls.append(2) or {"frechet": 2.0}) == {"frechet": 1.0} and calls == [1]
+    other = _RowCache(tmp_path / "partial.json", {"n": 20})
+    assert other.get("a", lambda: calls.append(3) or {"frechet": 3.0}) == {"frechet": 3.0} and calls == [1, 3]
