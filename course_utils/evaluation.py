@@ -243,7 +243,7 @@ def quality_report(n_per_class: int = 100, scales: dict | None = None, steps: in
     device = torch.device(device) if device is not None else pick_device()
     scales = scales or DEFAULT_SCALES
     n, seeds = 10 * n_per_class, list(seeds)
-    cache = _RowCache(partial, {"n": n, "steps": steps, "seeds": seeds, "scales": scales})
+    cache = _RowCache(partial, {"n": n, "steps": steps})   # rows are keyed by method, scale and seed
     models = {k: load_pretrained(k, device) for k in ("ddpm_x0", "ddpm_eps", "noisy_classifier", "cfg_eps", "evaluator")}
     ev = models["evaluator"].model
     test, train = load_mnist(train=False), load_mnist(train=True, verbose=False)
@@ -267,38 +267,43 @@ def quality_report(n_per_class: int = 100, scales: dict | None = None, steps: in
         other = train.images[torch.randperm(len(train.images), generator=torch.Generator().manual_seed(seed))[:n]]
         return against_reference(other)
 
+    def guided_row(method, s, seed):
+        x = generate(method, models, y, s, steps=steps, ddpm_steps=steps, device=device,
+                     generator=torch.Generator().manual_seed(seed))
+        return against_reference(x, y)
+
+    def unguided_row(name, k, seed):
+        m, sampler = models[name], ddim_sample if k == "ddim" else ddpm_sample
+        x = sampler(m.model, m.schedule, (n, 1, 32, 32), prediction=m.prediction, steps=None if k == "all" else steps,
+                    device=device, generator=torch.Generator().manual_seed(seed), progress=progress)
+        return against_reference(x)
+
+    # every row, keyed by what it measures and its seed; one seed's whole set before the next seed's
+    unguided_runs = [(f"DDPM-{steps}", "ddpm"), (f"DDIM-{steps}", "ddim")]
+    jobs = []
+    for sd in seeds:
+        jobs.append((f"real {sd}", lambda sd=sd: real_row(sd)))
+        jobs += [(f"{method} {s:g} {sd}", lambda method=method, s=s, sd=sd: guided_row(method, s, sd))
+                 for method, values in scales.items() for s in values]
+        jobs += [(f"{name} {label} {sd}", lambda name=name, k=k, sd=sd: unguided_row(name, k, sd))
+                 for name in ("ddpm_eps", "ddpm_x0") for label, k in unguided_runs]
+    if ddpm_1000:
+        jobs += [(f"{name} DDPM-1000 {seeds[0]}", lambda name=name: unguided_row(name, "all", seeds[0]))
+                 for name in ("ddpm_eps", "ddpm_x0")]
+    rows = {key: cache.get(key, compute) for key, compute in tqdm(jobs, desc="rows", disable=not progress)}
+
     report = {"n": n, "n_reference": n, "steps": steps, "seeds": seeds, "device": str(device),
               "target_accuracy": TARGET_ACCURACY}
     report["evaluator_test_accuracy"] = judge(ev, test.images, test.labels)["accuracy"]
-    report["real"] = mean_and_spread([cache.get(f"real {sd}", lambda: real_row(sd)) for sd in seeds])
-
-    sweeps = {}
-    for method, values in scales.items():
-        curve = []
-        for s in tqdm(values, desc=method, disable=not progress):
-            def row(seed, s=s, method=method):
-                x = generate(method, models, y, s, steps=steps, ddpm_steps=steps, device=device,
-                             generator=torch.Generator().manual_seed(seed))
-                return against_reference(x, y)
-            curve.append({"scale": s, **mean_and_spread([cache.get(f"{method} {s:g} {sd}", lambda: row(sd))
-                                                         for sd in seeds])})
-        sweeps[method] = curve
-    report["sweeps"] = sweeps
-    report["choices"] = {m: stated_choices(c) for m, c in sweeps.items()}
-
-    unguided = {}
-    samplers = [(f"DDPM-{steps}", ddpm_sample, steps, seeds), (f"DDIM-{steps}", ddim_sample, steps, seeds)]
+    report["real"] = mean_and_spread([rows[f"real {sd}"] for sd in seeds])
+    report["sweeps"] = {method: [{"scale": s, **mean_and_spread([rows[f"{method} {s:g} {sd}"] for sd in seeds])}
+                                 for s in values] for method, values in scales.items()}
+    report["choices"] = {m: stated_choices(c) for m, c in report["sweeps"].items()}
+    unguided = {f"{name} {label}": mean_and_spread([rows[f"{name} {label} {sd}"] for sd in seeds])
+                for name in ("ddpm_eps", "ddpm_x0") for label, _ in unguided_runs}
     if ddpm_1000:
-        samplers.append(("DDPM-1000", ddpm_sample, None, seeds[:1]))
-    for name in ("ddpm_eps", "ddpm_x0"):
-        m = models[name]
-        for label, sampler, k, run_seeds in samplers:
-            def row(seed, m=m, sampler=sampler, k=k):
-                x = sampler(m.model, m.schedule, (n, 1, 32, 32), prediction=m.prediction, steps=k, device=device,
-                            generator=torch.Generator().manual_seed(seed), progress=progress)
-                return against_reference(x)
-            unguided[f"{name} {label}"] = mean_and_spread([cache.get(f"{name} {label} {sd}", lambda: row(sd))
-                                                          for sd in run_seeds])
+        unguided.update({f"{name} DDPM-1000": mean_and_spread([rows[f"{name} DDPM-1000 {seeds[0]}"]])
+                         for name in ("ddpm_eps", "ddpm_x0")})
     report["unguided"] = unguided
     clf, sch = models["noisy_classifier"].model, models["noisy_classifier"].schedule
     report["accuracy_vs_t"] = accuracy_against_t(clf, ev, sch, test.images, test.labels,
@@ -374,6 +379,38 @@ def plot_report(report: dict):
     axes[4].legend(fontsize=7)
     fig.suptitle(f"{report['n']} samples per point, {report['steps']} steps, mean +- sd over {len(report['seeds'])} seeds",
                  fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def trade_off(method: str, models: dict, evaluator, y: torch.Tensor, scales, reference: torch.Tensor, *,
+              steps: int = 25, seed: int = 0) -> list[dict]:
+    """The fidelity-diversity curve of ``method`` for the requests ``y``: at each scale, samples from the same
+    starting noises (``steps`` sampler steps; the respaced DDPM chain of as many for classifier-ddpm), judged by
+    :func:`judge` against the real ``reference`` images. Returns one row per scale: {"scale", **judge(...)}."""
+    rows = []
+    for s in scales:
+        x = generate(method, models, y, s, steps=steps, ddpm_steps=steps, generator=torch.Generator().manual_seed(seed),
+                     device="cpu")
+        rows.append({"scale": s, **judge(evaluator, x, y, reference=reference)})
+    return rows
+
+
+def plot_trade_off(rows: list[dict], real: dict, title: str = ""):
+    """Accuracy, Frechet distance and recall against scale for the rows of :func:`trade_off`, with the values of
+    real digits (``real``: judge() of a real set of the same size) dashed and s = 1 dotted."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
+    s = [r["scale"] for r in rows]
+    for ax, key, name in zip(axes, ("accuracy", "frechet", "recall"), ("accuracy", "Frechet distance", "recall")):
+        ax.plot(s, [r[key] for r in rows], "o-")
+        ax.axhline(real[key], color="grey", ls="--", label=f"{real['n']} real digits")
+        ax.axvline(1.0, color="black", lw=0.6, ls=":", label="s = 1")
+        ax.set_xlabel("guidance scale")
+        ax.set_title(f"{name} ({rows[0]['n']} samples)")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -26,6 +26,10 @@
 # notebooks 5 and 6.
 
 # %%
+import matplotlib.pyplot as plt
+import torch
+
+import course_utils as cu
 from course_utils.widgets import GuidanceExplorer, Setting
 
 explorer = GuidanceExplorer(setting=Setting(method="cfg-ddim", digit=9, scale=1.0, seed=0, steps=10))
@@ -49,6 +53,39 @@ assert stronger["accuracy"] > none["accuracy"]
 # diversity is compared with s = 1, where the samples already follow the label: at s = 0 they ignore it, so
 # they spread over all digits and any guidance would look like a loss of diversity
 assert stronger["diversity"] < at_one["diversity"]
+
+# %% [markdown]
+# ## The curve behind the explorer
+#
+# The explorer judges 16 samples of one digit: enough to see accuracy and diversity move, too few for a distance
+# between distributions. Here the same method and the explorer's chain (DDIM with its steps, the shipped models)
+# draw 10 samples of every digit at each scale, and the evaluator judges them as notebook 6 does: accuracy, and
+# against 10 real test digits of each digit the Frechet distance and the recall (the share of real digits the
+# samples come close to: it falls when samples grow alike). The dashed lines are the same measures for 10 other
+# real test digits of each digit: what a perfect sampler would score at this size.
+
+# %%
+from course_utils.evaluation import judge, plot_trade_off, trade_off
+
+per_digit = cu.sample_count(10)
+test_set = cu.load_mnist(train=False, verbose=False)
+by_digit = [(test_set.labels == d).nonzero().flatten() for d in range(10)]
+reference = test_set.images[torch.cat([i[:per_digit] for i in by_digit])]
+other_real = test_set.images[torch.cat([i[per_digit:2 * per_digit] for i in by_digit])]
+requests = torch.arange(10).repeat_interleave(per_digit)
+evaluator = explorer.models["evaluator"].model
+real = judge(evaluator, other_real, requests, reference=reference)
+curve = trade_off(shown.method, explorer.models, evaluator, requests, [0.0, 1.0, 2.0, 3.0, 5.0], reference,
+                  steps=shown.steps)
+plot_trade_off(curve, real, f"{cu.evaluation.METHODS[shown.method]}, {shown.steps} steps, shipped models")
+plt.show()
+for r in curve:
+    print(f"s = {r['scale']:g}: accuracy {r['accuracy']:.0%}, Frechet {r['frechet']:.0f}, recall {r['recall']:.0%}, "
+          f"precision {r['precision']:.0%} ({r['n']} samples)")
+print(f"{len(other_real)} real digits: Frechet {real['frechet']:.0f}, recall {real['recall']:.0%}, "
+      f"precision {real['precision']:.0%}")
+at = {r["scale"]: r for r in curve}
+assert at[3.0]["accuracy"] > at[0.0]["accuracy"] and at[5.0]["recall"] < at[1.0]["recall"]
 
 # %% [markdown]
 # **Your models.** The same setting drawn by your networks (a cached grid is kept per set of weights, so the
@@ -100,5 +137,5 @@ for rows in by_method.values():   # for both, a larger scale gives more 9s, up t
 # mean shift and the DDIM eps shift agree except in the last steps (notebook 5), but the explorer's chain has only
 # a few steps, each far larger, and nothing here shows that they agree there. With less trained models the gap
 # shows plainly: your
-# models in notebooks 5 and 6 reached their best accuracy at very different scales. Compare methods at matched
+# models in notebooks 5 and 6 reached their highest accuracy at very different scales. Compare methods at matched
 # accuracy or matched diversity (notebook 6), never at equal scale.</details>
