@@ -192,15 +192,19 @@ shipped = cu.load_pretrained("ddpm_eps", device="cpu")
 
 
 @torch.no_grad()
-def ancestral(mean_fn, n, seed):
+def ancestral(mean_fns, n, seed):
+    """Ancestral sampling with the shipped model, once per reverse mean in `mean_fns`, all from the same noises
+    (one batch, so the model runs once per step for all of them)."""
     gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 1, 32, 32, generator=gen)
+    k = len(mean_fns)
+    x = torch.randn(n, 1, 32, 32, generator=gen).repeat(k, 1, 1, 1)
     for t_int in range(999, -1, -1):
-        t = torch.full((n,), t_int)
-        x = mean_fn(x, t, shipped.model(x, t))
+        t = torch.full((k * n,), t_int)
+        eps = shipped.model(x, t)
+        x = torch.cat([fn(xi, ti, ei) for fn, xi, ti, ei in zip(mean_fns, x.chunk(k), t.chunk(k), eps.chunk(k))])
         if t_int > 0:
-            x = x + schedule.posterior_variance[t_int].sqrt() * torch.randn(x.shape, generator=gen)
-    return x
+            x = x + schedule.posterior_variance[t_int].sqrt() * torch.randn(n, 1, 32, 32, generator=gen).repeat(k, 1, 1, 1)
+    return x.chunk(k)
 
 
 def misprinted(x_t, t, eps, schedule=schedule):
@@ -209,8 +213,7 @@ def misprinted(x_t, t, eps, schedule=schedule):
 
 
 n = cu.sample_count(8, least=4)     # 8 samples (fewer in the tests' fast mode)
-good = ancestral(lambda x, t, e: reverse_mean(x, t, e, schedule), n, 0)
-bad = ancestral(misprinted, n, 0)
+good, bad = ancestral([lambda x, t, e: reverse_mean(x, t, e, schedule), misprinted], n, 0)
 evaluator = cu.load_pretrained("evaluator", device="cpu").model
 spread = {}
 fig, axes = plt.subplots(1, 2, figsize=(12, 2.2))
@@ -281,8 +284,11 @@ assert (brute - exact).abs().max() < 0.05
 # %% [markdown]
 # **Why following the score denoises: Langevin dynamics.** Take points anywhere and repeat
 # $x \leftarrow x + \tfrac{\delta}{2}\nabla\log p(x) + \sqrt{\delta}\,z$: each step climbs the density a little, and the fresh noise
-# keeps the points from all piling onto the peaks. The points end up distributed as $p$ itself. A diffusion
-# sampler does the same while it lowers the noise level step by step, with the network's score. Here: points
+# keeps the points from all piling onto the peaks. For small $\delta$ and many steps the points end up distributed
+# as $p$ itself. An ancestral DDPM step has the same shape (a move along the network's score, plus fresh noise)
+# but is not a Langevin step: each step also moves down one noise level, with a size and a noise fixed by the
+# schedule, not chosen to sample one fixed density (annealed Langevin sampling, Song and Ermon's, runs many
+# Langevin steps at each level instead). The picture is the intuition for it, not its derivation. Here: points
 # spread uniformly over the square, 200 Langevin steps with the toy's score at a small noise level.
 
 # %%
@@ -429,14 +435,12 @@ plt.show()
 x0_model = cu.load_model("ddpm_x0", device=device)      # yours from notebook 2, or the shipped one
 by_sampler = {}   # (model, sampler) -> realistic fraction, the same 100 starting noises for each
 for m in (mine, x0_model):
-    for sampler, kind, n_steps in (("DDIM-25", cu.ddim_sample, 25), ("DDPM-25", cu.ddpm_sample, 25),
-                                   ("DDPM-100", cu.ddpm_sample, 100)):
-        if m is mine and sampler == "DDPM-100":   # drawn above, from the same noises
-            by_sampler[m.label, sampler] = realistic["your"]
-            continue
-        x = kind(m.model, m.schedule, (100, 1, 32, 32), steps=n_steps, prediction=m.prediction, device=device,
+    for sampler, kind in (("DDIM-25", cu.ddim_sample), ("DDPM-25", cu.ddpm_sample)):
+        x = kind(m.model, m.schedule, (100, 1, 32, 32), steps=25, prediction=m.prediction, device=device,
                  progress=False, generator=torch.Generator().manual_seed(5))
         by_sampler[m.label, sampler] = realistic_fraction(evaluator_outputs(evaluator, x.cpu())[1], real_feats)
+    if m is mine:
+        by_sampler[m.label, "DDPM-100"] = realistic["your"]   # drawn above, from the same noises
 for (label, sampler), share in by_sampler.items():
     print(f"{label:45s} {sampler:8s}: {share:.0%} realistic (100 samples)")
 print(f"realistic, 100 samples, DDPM-100: yours {realistic['your']:.0%}, shipped {realistic['shipped']:.0%}, "
@@ -451,9 +455,9 @@ if cu.trained_enough(mine):   # the default budget's runs behind this bound are 
 
 # %% [markdown]
 # The rows above change one thing at a time (the same model, the same starting noises): DDIM-25 against DDPM-25
-# is the sampler alone, at equal steps; DDPM-25 against DDPM-100 the number of steps alone. Read from them how much
-# each matters for your eps model and for the x0 model of notebook 2. Notebook 5 guides your eps model with both
-# samplers at 25 steps, so that their difference there is the sampler's alone.
+# is the sampler alone, at equal steps, for your eps model and for the x0 model of notebook 2; DDPM-25 against
+# DDPM-100 the number of steps alone, for your eps model. Read from them how much each matters. Notebook 5 guides
+# your eps model with both samplers at 25 steps, so that their difference there is the sampler's alone.
 #
 # A few minutes of CPU give an eps model whose samples have the strokes of digits, though fewer of them pass for
 # real digits than the shipped model's: the printout above says how many, and the same measure for the x0 model
@@ -591,10 +595,14 @@ for eps_name, x0_name in (("U-Net, eps-MSE (3.6)", "U-Net, x0-MSE (3.6)"), ("shi
 # %% [markdown]
 # The measurements follow the weights, for the one-change pair as for the shipped one: at $t = 10$ the eps-trained
 # model's $\hat x_0$ is the better one, at $t = 990$ the x0-trained model's (compare the printed rows; the cell checks
-# both pairs). Since the 3.6 pair differs only in the loss, that reversal is the loss's doing. Ancestral sampling with 1,000 steps moves little per step and keeps
-# correcting, so both models come as close to the held-out digits as other real digits do. DDIM with 50 steps jumps 20 timesteps at a time and leans on
-# $\hat x_0$ at every jump, and its first jumps start where the eps-model's $\hat x_0$ is worst; the x0-model's good
-# guesses at large $t$ are what keep its few-step samples closer to the data.
+# both pairs). Since the 3.6 pair differs only in the loss, that reversal is the loss's doing.
+#
+# What it does to samples depends on the sampler. Ancestral sampling with 1,000 steps moves little per step and
+# keeps correcting, and with it both shipped models come as close to the held-out digits as other real digits do.
+# DDIM jumps many timesteps at a time and leans on $\hat x_0$ at every jump, and its first jumps start where the
+# eps-trained model's $\hat x_0$ is worst: that is where the x0-trained models' better guesses at large $t$ should
+# show, in the shipped pair's DDIM rows and in the 3.6 pair's DDIM-25 lines (the pair is young, so read the
+# direction of the gap there, not its size).
 #
 # ## Self-assessment
 #

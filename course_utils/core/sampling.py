@@ -218,7 +218,7 @@ def ddim_step(x_t: torch.Tensor, t: int, t_prev: int, eps_hat: torch.Tensor, x0_
               eta: float = 0.0, noise: torch.Tensor | None = None) -> torch.Tensor:
     """One DDIM step from x_t to x_{t'}, t' = ``t_prev`` < t (Song et al.), with ab_{t'} = 1 for t' = -1:
 
-        sigma = eta * sqrt((1 - ab_t') / (1 - ab_t)) * sqrt(1 - ab_t / ab_t')
+        sigma = eta * sqrt((1 - ab_t') / (1 - ab_t) * (1 - ab_t / ab_t'))
         x_t'  = sqrt(ab_t') x0_hat + sqrt(1 - ab_t' - sigma^2) eps_hat + sigma * noise
 
     ``eps_hat`` and ``x0_hat`` are the model's prediction in both forms (:func:`predict`); eta = 0 is
@@ -231,6 +231,9 @@ def ddim_step(x_t: torch.Tensor, t: int, t_prev: int, eps_hat: torch.Tensor, x0_
     ab = schedule.at(schedule.alpha_bars, t_vec, x_t)
     ab_prev = schedule.alpha_bars[t_prev] if t_prev >= 0 else torch.ones((), device=x_t.device)
     sigma = eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)).sqrt() if eta > 0 else torch.zeros_like(ab)
+    # why the clamp: at eta = 1, 1 - ab_t' - sigma^2 = (1 - ab_t')^2 ab_t / (ab_t' (1 - ab_t)), which is >= 0 but
+    # can come out a hair below 0 in floating point where it is nearly 0 (ab_t' near 1); for eta < 1 it is larger.
+    # (For eta > 1, more noise than the marginals allow, it can be truly negative: the clamp then drops the eps term.)
     x = ab_prev.sqrt() * x0_hat + (1 - ab_prev - sigma**2).clamp(min=0).sqrt() * eps_hat
     if eta > 0 and t_prev >= 0:
         if noise is None:
@@ -294,36 +297,41 @@ def sampling_steps(model, schedule, shape, *, sampler: str = "ddpm", steps: int 
 
 
 def _ddpm_steps(run, steps, autocast):
-    model_ts = spaced_timesteps(run.schedule.T, steps if steps is not None else run.schedule.T)[::-1]
-    # the chain we step on: the schedule itself, or its respaced sub-chain (step i <-> model time model_ts[i])
-    chain = run.schedule if len(model_ts) == run.schedule.T else run.schedule.respace(model_ts)
-    x = run.noise()
-    for i, k in enumerate(range(chain.T - 1, -1, -1)):
-        t_model = run.timesteps(model_ts[k])
-        eps, x0 = run.denoise(x, t_model, autocast)
-        grad = run.grad(x, t_model) if run.guidance.uses_classifier else None
-        yield Step(i, model_ts[k], x, x0)
-        x = ddpm_step(x, k, x0, chain, run.noise() if k > 0 else None, grad=grad, scale=run.guidance.classifier_scale)
-    yield Step(chain.T, -1, x, x)
+    # the timesteps the model is called at, increasing: all T, or the `steps` kept by the respaced chain
+    model_timesteps = spaced_timesteps(run.schedule.T, steps if steps is not None else run.schedule.T)[::-1]
+    # the schedule the steps run on: the full one, or its respaced sub-chain, whose step k is model time
+    # model_timesteps[k] (notebook 3: alpha_bar'_k = alpha_bar at model_timesteps[k])
+    full = len(model_timesteps) == run.schedule.T
+    sub_schedule = run.schedule if full else run.schedule.respace(model_timesteps)
+    x = run.noise()                                                  # x_{T-1} ~ N(0, I)
+    for step_index, k in enumerate(range(sub_schedule.T - 1, -1, -1)):
+        t_model = run.timesteps(model_timesteps[k])
+        eps, x0 = run.denoise(x, t_model, autocast)                  # 1. predict eps_hat, x0_hat (clipped)
+        grad = run.grad(x, t_model) if run.guidance.uses_classifier else None   # 2. guide: grad log p(y | x_t)
+        yield Step(step_index, model_timesteps[k], x, x0)
+        noise = run.noise() if k > 0 else None                       # 3. step: posterior mean (+ s Sigma grad)
+        x = ddpm_step(x, k, x0, sub_schedule, noise, grad=grad, scale=run.guidance.classifier_scale)
+    yield Step(sub_schedule.T, -1, x, x)
 
 
 def _ddim_steps(run, steps, eta, autocast):
-    sch = run.schedule
-    ts = spaced_timesteps(sch.T, steps)
+    schedule = run.schedule
+    timesteps = spaced_timesteps(schedule.T, steps)                  # decreasing, T-1 first
     x = run.noise()
-    for i, t_int in enumerate(ts):
+    for step_index, t_int in enumerate(timesteps):
         t = run.timesteps(t_int)
-        eps, x0 = run.denoise(x, t, autocast)
-        if run.guidance.uses_classifier:
+        eps, x0 = run.denoise(x, t, autocast)                        # 1. predict eps_hat, x0_hat (clipped)
+        if run.guidance.uses_classifier:                             # 2. guide: eps_hat - s sqrt(1 - ab_t) grad
             # the shift comes after the clipping in predict, and its x0 is not clipped again (as guided-diffusion's
             # condition_score): at large t the shift moves x0 by s (1 - ab_t) / sqrt(ab_t) grad, so a second clamp
             # would cut the guidance off wherever it is strongest
-            eps = guided_eps(eps, sch.at(sch.alpha_bars, t, x), run.grad(x, t), run.guidance.classifier_scale)
-            x0 = sch.x0_from_eps(x, t, eps)
-        yield Step(i, t_int, x, x0)
-        t_prev = ts[i + 1] if i + 1 < len(ts) else -1
-        x = ddim_step(x, t_int, t_prev, eps, x0, sch, eta, run.noise() if eta > 0 and t_prev >= 0 else None)
-    yield Step(len(ts), -1, x, x)
+            eps = guided_eps(eps, schedule.at(schedule.alpha_bars, t, x), run.grad(x, t), run.guidance.classifier_scale)
+            x0 = schedule.x0_from_eps(x, t, eps)
+        yield Step(step_index, t_int, x, x0)
+        t_prev = timesteps[step_index + 1] if step_index + 1 < len(timesteps) else -1
+        noise = run.noise() if eta > 0 and t_prev >= 0 else None     # 3. step: the DDIM update to t_prev
+        x = ddim_step(x, t_int, t_prev, eps, x0, schedule, eta, noise)
+    yield Step(len(timesteps), -1, x, x)
 
 
 def _run_to_end(chain, desc: str, total: int, progress: bool) -> torch.Tensor:
@@ -371,7 +379,7 @@ def ddim_sample(model, schedule, shape, *, prediction="eps", y=None, classifier=
 
         eps_hat = eps - s * sqrt(1 - ab_t) * grad log p(y | x_t)   (classifier guidance)
         x0_hat  = (x_t - sqrt(1 - ab_t) eps_hat) / sqrt(ab_t)
-        sigma   = eta * sqrt((1 - ab_t') / (1 - ab_t)) * sqrt(1 - ab_t / ab_t')
+        sigma   = eta * sqrt((1 - ab_t') / (1 - ab_t) * (1 - ab_t / ab_t'))
         x_t'    = sqrt(ab_t') x0_hat + sqrt(1 - ab_t' - sigma^2) eps_hat + sigma z
 
     with ab_t' = 1 after the last step. eta = 0 is deterministic; eta = 1 with all T
