@@ -215,7 +215,7 @@ mine_measured = sweep_grids("cfg-ddim", yours, evaluator, torch.full((16,), 9), 
 plt.suptitle(yours["cfg_eps"].label, y=1.04)
 plt.show()
 assert cfg_sweep[0.0]["accuracy"] < 0.3   # s = 0 ignores the label: about one in ten is the requested digit
-# the default budget's runs behind this floor are in the README; a model trained for fewer steps than
+# the default budget's runs behind this bound are in the README; a model trained for fewer steps than
 # cu.LIVE_GOALS asks (a machine slower than any tested) is not held to it
 if cu.trained_enough(yours["cfg_eps"]):
     assert cfg_sweep[best]["accuracy"] >= 0.9

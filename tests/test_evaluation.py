@@ -102,3 +102,41 @@ def test_a_report_resumes_from_its_saved_rows_and_ignores_rows_of_other_settings
     assert again.get("a", lambda: calls.append(2) or {"frechet": 2.0}) == {"frechet": 1.0} and calls == [1]
     other = _RowCache(tmp_path / "partial.json", {"n": 20})
     assert other.get("a", lambda: calls.append(3) or {"frechet": 3.0}) == {"frechet": 3.0} and calls == [1, 3]
+
+
+def test_quality_report_runs_every_method_at_equal_steps_per_seed_and_resumes_without_sampling(tmp_path, monkeypatch):
+    import course_utils.evaluation as evaluation
+
+    scales = {"classifier-ddpm": [0.0, 2.0], "classifier-ddim": [2.0], "cfg-ddim": [1.0]}
+    calls = []
+    real_generate = evaluation.generate
+
+    def counted(method, models, y, scale, **kw):
+        calls.append((method, kw["steps"], kw["ddpm_steps"]))
+        return real_generate(method, models, y, scale, **kw)
+
+    monkeypatch.setattr(evaluation, "generate", counted)
+    kw = dict(n_per_class=1, steps=3, seeds=(0, 1), device="cpu", progress=False, partial=tmp_path / "rows.json",
+              scales=scales, ddpm_1000=False)
+    report = evaluation.quality_report(**kw)
+    assert len(calls) == 2 * 4 and all(steps == ddpm_steps == 3 for _, steps, ddpm_steps in calls)
+    assert set(report["unguided"]) == {"ddpm_eps DDPM-3", "ddpm_eps DDIM-3", "ddpm_x0 DDPM-3", "ddpm_x0 DDIM-3"}
+    row = report["sweeps"]["classifier-ddpm"][1]
+    assert row["scale"] == 2.0 and row["seeds"] == 2 and {"frechet_sd", "recall", "precision"} <= set(row)
+    assert report["real"]["seeds"] == 2 and report["n"] == report["n_reference"] == 10
+    assert set(report["choices"]) == set(scales) and "reaches target" in report["choices"]["cfg-ddim"]
+    monkeypatch.setattr(evaluation, "generate", lambda *a, **k: pytest.fail("a saved row was measured again"))
+    again = evaluation.quality_report(**kw)
+    assert again["sweeps"] == report["sweeps"]
+
+
+def test_trade_off_rows_follow_the_scales_and_guidance_raises_accuracy():
+    from course_utils.evaluation import trade_off
+
+    shipped_models = {n: load_pretrained(n, device="cpu") for n in ("cfg_eps", "evaluator")}
+    y = torch.arange(10).repeat_interleave(2)
+    test = load_mnist(train=False, offline=True, verbose=False)
+    rows = trade_off("cfg-ddim", shipped_models, shipped_models["evaluator"].model, y, [0.0, 3.0], test.images[:20],
+                     steps=5)
+    assert [r["scale"] for r in rows] == [0.0, 3.0] and all(r["n_reference"] == 20 for r in rows)
+    assert rows[1]["accuracy"] > rows[0]["accuracy"]
