@@ -452,9 +452,10 @@ assert x0_shift[999] > 100 > x0_shift[800] > 10
 # three at a scale chosen for each, the smallest that reaches 80% of its highest accuracy: compare methods there,
 # not at equal $s$. (In the README's learner-mode run, on 2 cores limited to AVX2, fresh noise took the accuracy at
 # $s = 10$ from 52% to 79%, and the mean shift in place of the eps shift moved it to 75%; on an AVX-512 machine,
-# 72% to 94%, then 90%: the noise mattered, the form of the shift hardly did. Your run prints its own figures.) The shipped models, trained for far longer, need much smaller scales (the sweep below reaches
-# the digit by $s = 2$ to $4$): the scale that works is a property of the models as well as of the formula, which
-# is why we sweep it rather than fix it.
+# 72% to 94%, then 90%: the noise mattered, the form of the shift hardly did. Your run prints its own figures.)
+# The shipped models, trained for far longer, need much smaller scales (compare the shipped sweep below, $s = 0$
+# to $8$, with the scales above): the scale that works is a property of the models as well as of the formula,
+# which is why we sweep it rather than fix it.
 #
 # One detail of the DDIM sampler matters here. Images are kept in $[-1, 1]$ by clamping the model's
 # $\hat x_0$, and the classifier's shift of $\hat\varepsilon$ comes after that clamp, as in Dhariwal and
@@ -495,7 +496,8 @@ print(f"diversity of the shipped models' 9s: {shipped_measured[1.0]['diversity']
 assert shipped_measured[8.0]["diversity"] < shipped_measured[1.0]["diversity"]   # alike, against s = 1, not s = 0
 
 # %% [markdown]
-# On 1,000 samples with DDPM-1000 (`python -m course_utils evaluate`, the README's table), the shipped models'
+# On 1,000 samples with DDPM-1000 (the README's earlier table of `python -m course_utils evaluate`: one seed, the
+# mean shift on all 1,000 steps), the shipped models'
 # Frechet distance is not monotone in $s$: 16.2 at $s = 0$, 19.5 at $s = 1$, lowest at $s = 2$ (14.9, with 95.6% of
 # the digits right), then 34.5, 50.8 and 61.3 at $s = 4$, 8 and 16 while accuracy creeps from 98.4% to 99.7%:
 # past $s = 2$, larger scales buy little accuracy with much diversity. The manifest keeps, for each sampler, the
