@@ -384,31 +384,34 @@ def plot_report(report: dict):
 
 
 def trade_off(method: str, models: dict, evaluator, y: torch.Tensor, scales, reference: torch.Tensor, *,
-              steps: int = 25, seed: int = 0) -> list[dict]:
-    """The fidelity-diversity curve of ``method`` for the requests ``y``: at each scale, samples from the same
-    starting noises (``steps`` sampler steps; the respaced DDPM chain of as many for classifier-ddpm), judged by
-    :func:`judge` against the real ``reference`` images. Returns one row per scale: {"scale", **judge(...)}."""
+              steps: int = 25, seeds=(0,)) -> list[dict]:
+    """The fidelity-diversity curve of ``method`` for the requests ``y``: at each scale and for each seed, samples
+    from that seed's starting noises (the same at every scale; ``steps`` sampler steps, the respaced DDPM chain of
+    as many for classifier-ddpm), judged by :func:`judge` against the real ``reference`` images. Returns one row
+    per scale: {"scale", "n", "n_reference", **mean_and_spread(the seeds' judgements)}."""
     rows = []
     for s in scales:
-        x = generate(method, models, y, s, steps=steps, ddpm_steps=steps, generator=torch.Generator().manual_seed(seed),
-                     device="cpu")
-        rows.append({"scale": s, **judge(evaluator, x, y, reference=reference)})
+        judged = [judge(evaluator, generate(method, models, y, s, steps=steps, ddpm_steps=steps, device="cpu",
+                                            generator=torch.Generator().manual_seed(seed)), y, reference=reference)
+                  for seed in seeds]
+        rows.append({"scale": s, "n": len(y), "n_reference": len(reference), **mean_and_spread(judged)})
     return rows
 
 
 def plot_trade_off(rows: list[dict], real: dict, title: str = ""):
-    """Accuracy, Frechet distance and recall against scale for the rows of :func:`trade_off`, with the values of
-    real digits (``real``: judge() of a real set of the same size) dashed and s = 1 dotted."""
+    """Accuracy, Frechet distance and recall against scale for the rows of :func:`trade_off` (bars: sd between
+    seeds), with the values of real digits (``real``: judge() of a real set of the same size) dashed and s = 1
+    dotted."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
     s = [r["scale"] for r in rows]
     for ax, key, name in zip(axes, ("accuracy", "frechet", "recall"), ("accuracy", "Frechet distance", "recall")):
-        ax.plot(s, [r[key] for r in rows], "o-")
+        ax.errorbar(s, [r[key] for r in rows], yerr=[r[key + "_sd"] for r in rows], fmt="o-", capsize=3)
         ax.axhline(real[key], color="grey", ls="--", label=f"{real['n']} real digits")
         ax.axvline(1.0, color="black", lw=0.6, ls=":", label="s = 1")
         ax.set_xlabel("guidance scale")
-        ax.set_title(f"{name} ({rows[0]['n']} samples)")
+        ax.set_title(f"{name} ({rows[0]['n']} samples, {rows[0]['seeds']} seeds)")
     axes[0].legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()

@@ -186,10 +186,7 @@ def grid_png(images: torch.Tensor) -> bytes:
 def curve_png(points, current: float, method: str) -> bytes:
     """Accuracy and diversity against scale, with the current scale and s = 1 marked (and the diversity at s = 1,
     the level to read the others against), as PNG bytes."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure   # a Figure of its own, drawn without pyplot: the notebook's backend stays
 
     fig = Figure(figsize=(4.2, 2.6), dpi=90)
     ax = fig.add_subplot(111)

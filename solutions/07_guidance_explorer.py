@@ -62,7 +62,8 @@ assert stronger["diversity"] < at_one["diversity"]
 #
 # The explorer judges 16 samples of one digit: enough to see accuracy and diversity move, too few for a distance
 # between distributions. Here the same method and the explorer's chain (DDIM with its steps, the shipped models)
-# draw 10 samples of every digit at each scale, and the evaluator judges them as notebook 6 does: accuracy, and
+# draw 10 samples of every digit at each scale, from two seeds' starting noises (the bars are the spread between
+# them), and the evaluator judges them as notebook 6 does: accuracy, and
 # against 10 real test digits of each digit the Frechet distance and the recall (the share of real digits the
 # samples come close to: it falls when samples grow alike). The dashed lines are the same measures for 10 other
 # real test digits of each digit: what a perfect sampler would score at this size.
@@ -79,12 +80,13 @@ requests = torch.arange(10).repeat_interleave(per_digit)
 evaluator = explorer.models["evaluator"].model
 real = judge(evaluator, other_real, requests, reference=reference)
 curve = trade_off(shown.method, explorer.models, evaluator, requests, [0.0, 1.0, 2.0, 3.0, 5.0], reference,
-                  steps=shown.steps)
+                  steps=shown.steps, seeds=(0, 1))
 plot_trade_off(curve, real, f"{cu.evaluation.METHODS[shown.method]}, {shown.steps} steps, shipped models")
 plt.show()
-for r in curve:
-    print(f"s = {r['scale']:g}: accuracy {r['accuracy']:.0%}, Frechet {r['frechet']:.0f}, recall {r['recall']:.0%}, "
-          f"precision {r['precision']:.0%} ({r['n']} samples)")
+for r in curve:   # mean +- sd over the two seeds' starting noises
+    print(f"s = {r['scale']:g}: accuracy {r['accuracy']:.0%} +- {r['accuracy_sd']:.0%}, Frechet {r['frechet']:.0f} "
+          f"+- {r['frechet_sd']:.0f}, recall {r['recall']:.0%} +- {r['recall_sd']:.0%}, precision {r['precision']:.0%} "
+          f"({r['n']} samples a seed)")
 print(f"{len(other_real)} real digits: Frechet {real['frechet']:.0f}, recall {real['recall']:.0%}, "
       f"precision {real['precision']:.0%}")
 at = {r["scale"]: r for r in curve}

@@ -137,6 +137,7 @@ def test_trade_off_rows_follow_the_scales_and_guidance_raises_accuracy():
     y = torch.arange(10).repeat_interleave(2)
     test = load_mnist(train=False, offline=True, verbose=False)
     rows = trade_off("cfg-ddim", shipped_models, shipped_models["evaluator"].model, y, [0.0, 3.0], test.images[:20],
-                     steps=5)
-    assert [r["scale"] for r in rows] == [0.0, 3.0] and all(r["n_reference"] == 20 for r in rows)
+                     steps=5, seeds=(0, 1))
+    assert [r["scale"] for r in rows] == [0.0, 3.0] and all(r["n_reference"] == 20 and r["seeds"] == 2 for r in rows)
+    assert rows[0]["frechet_sd"] > 0           # two seeds' starting noises give two different sample sets
     assert rows[1]["accuracy"] > rows[0]["accuracy"]
