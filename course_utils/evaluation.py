@@ -88,18 +88,30 @@ def unguided_quality(model, schedule, prediction: str, evaluator, real_feats: to
     return realistic_fraction(feats, real_feats), frechet_distance(feats, real_feats)
 
 
+def distribution_measures(feats: torch.Tensor, ref_feats: torch.Tensor) -> dict:
+    """The Frechet distance, precision (the realistic fraction) and recall of evaluator features ``feats`` [N, D]
+    against those of real digits ``ref_feats`` [M, D]."""
+    return {"frechet": frechet_distance(feats, ref_feats), "precision": realistic_fraction(feats, ref_feats),
+            "recall": recall_fraction(feats, ref_feats)}
+
+
+def judge_outputs(logits: torch.Tensor, feats: torch.Tensor, targets: torch.Tensor,
+                  ref_feats: torch.Tensor | None = None) -> dict:
+    """:func:`judge` from the evaluator's outputs (:func:`evaluator_outputs`) and, optionally, the features of
+    the real reference, computed once by the caller."""
+    out = {"n": len(feats), "accuracy": float((logits.argmax(1) == targets.cpu()).float().mean()),
+           "diversity": diversity(feats, targets.cpu())}
+    if ref_feats is not None:
+        out.update(distribution_measures(feats, ref_feats), n_reference=len(ref_feats))
+    return out
+
+
 def judge(evaluator, images: torch.Tensor, targets: torch.Tensor, reference: torch.Tensor | None = None) -> dict:
     """Accuracy, diversity and, given real ``reference`` images, the Frechet distance, precision (the realistic
     fraction) and recall of ``images`` against them. Compare these only with a reference of the same size (and
     with the same measures of another real set that size: the real-vs-real values)."""
-    logits, feats = evaluator_outputs(evaluator, images)
-    out = {"n": len(images), "accuracy": float((logits.argmax(1) == targets.cpu()).float().mean()),
-           "diversity": diversity(feats, targets.cpu())}
-    if reference is not None:
-        ref = evaluator_outputs(evaluator, reference)[1]
-        out.update(frechet=frechet_distance(feats, ref), precision=realistic_fraction(feats, ref),
-                   recall=recall_fraction(feats, ref), n_reference=len(reference))
-    return out
+    ref_feats = None if reference is None else evaluator_outputs(evaluator, reference)[1]
+    return judge_outputs(*evaluator_outputs(evaluator, images), targets, ref_feats)
 
 
 METHODS = {
@@ -255,13 +267,12 @@ def quality_report(n_per_class: int = 100, scales: dict | None = None, steps: in
     y = torch.arange(10).repeat_interleave(n_per_class)
 
     def against_reference(images, labels=None):
-        """judge() for samples of classes ``labels`` (None: unguided, no accuracy or diversity)."""
-        feats = evaluator_outputs(ev, images)[1]
-        out = {"frechet": frechet_distance(feats, ref_feats), "precision": realistic_fraction(feats, ref_feats),
-               "recall": recall_fraction(feats, ref_feats)}
-        if labels is not None:
-            out.update({k: v for k, v in judge(ev, images, labels).items() if k in ("accuracy", "diversity")})
-        return out
+        """judge() for samples of classes ``labels``; without labels (unguided, real) only the distribution
+        measures. The evaluator runs once on the images, and the reference's features are computed once above."""
+        logits, feats = evaluator_outputs(ev, images)
+        if labels is None:
+            return distribution_measures(feats, ref_feats)
+        return {k: v for k, v in judge_outputs(logits, feats, labels, ref_feats).items() if k in MEASURES}
 
     def real_row(seed):   # another n real digits, drawn per seed: the values a perfect sampler would score
         other = train.images[torch.randperm(len(train.images), generator=torch.Generator().manual_seed(seed))[:n]]
@@ -389,10 +400,13 @@ def trade_off(method: str, models: dict, evaluator, y: torch.Tensor, scales, ref
     from that seed's starting noises (the same at every scale; ``steps`` sampler steps, the respaced DDPM chain of
     as many for classifier-ddpm), judged by :func:`judge` against the real ``reference`` images. Returns one row
     per scale: {"scale", "n", "n_reference", **mean_and_spread(the seeds' judgements)}."""
+    ref_feats = evaluator_outputs(evaluator, reference)[1]   # once for every scale and seed
     rows = []
     for s in scales:
-        judged = [judge(evaluator, generate(method, models, y, s, steps=steps, ddpm_steps=steps, device="cpu",
-                                            generator=torch.Generator().manual_seed(seed)), y, reference=reference)
+        judged = [judge_outputs(*evaluator_outputs(evaluator, generate(method, models, y, s, steps=steps,
+                                                                       ddpm_steps=steps, device="cpu",
+                                                                       generator=torch.Generator().manual_seed(seed))),
+                                y, ref_feats)
                   for seed in seeds]
         rows.append({"scale": s, "n": len(y), "n_reference": len(reference), **mean_and_spread(judged)})
     return rows
