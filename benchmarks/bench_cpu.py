@@ -87,8 +87,8 @@ def main():
     with FlopCounterMode(display=False) as counter:
         step()
     flops = counter.get_total_flops()
-    print(f"EpsUNet {args.channels}: {count_parameters(model) / 1e6:.2f}M parameters, {flops / 1e9:.1f} GFLOP per training step "
-          f"at batch {args.batch} (forward + backward)")
+    print(f"EpsUNet {args.channels}: {count_parameters(model) / 1e6:.2f}M parameters, "
+          f"{flops / 1e9:.1f} GFLOP per training step at batch {args.batch} (forward + backward)")
     rows = [("fp32 eager", False, False, False), ("fp32 channels_last", False, True, False),
             ("bf16 autocast", True, False, False), ("bf16 autocast + channels_last", True, True, False)]
     if args.compile:

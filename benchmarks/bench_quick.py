@@ -24,10 +24,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from course_utils import load_mnist, load_pretrained  # noqa: E402
-from course_utils.evaluation import (evaluator_outputs, frechet_distance, generate, judge,  # noqa: E402
-                                     realistic_fraction, unguided_quality)
-from course_utils.recipes import train_recipe  # noqa: E402
 from course_utils.core.device import cpu_summary  # noqa: E402
+from course_utils.evaluation import (  # noqa: E402
+    evaluator_outputs,
+    frechet_distance,
+    generate,
+    judge,
+    realistic_fraction,
+    unguided_quality,
+)
+from course_utils.recipes import train_recipe  # noqa: E402
 
 CFG_SCALES = [1.0, 2.0, 3.0, 5.0, 8.0]   # as notebook 6 (and 0, never the best)
 CG_SCALES = [10.0, 20.0, 40.0, 80.0, 160.0]   # as notebook 5 (and 0, never the best)
@@ -57,7 +63,8 @@ def main() -> int:
     floor = frechet_distance(evaluator_outputs(evaluator, real)[1], test_feats)
     y = torch.arange(10).repeat_interleave(10)
     print(f"real-vs-real Frechet floor (100 training digits against the 1,000 test digits): {floor:.1f}; "
-          f"realistic fraction of those 100 real digits: {realistic_fraction(evaluator_outputs(evaluator, real)[1], test_feats):.0%}")
+          "realistic fraction of those 100 real digits: "
+          f"{realistic_fraction(evaluator_outputs(evaluator, real)[1], test_feats):.0%}")
     print("| minutes | seed | steps x0 / eps / clf / cfg | CFG DDIM-25 best (scale) | CG DDIM-25 best (scale) "
           "| CG DDIM-25 eta 1 | CG DDPM-100 best (scale) | unguided x0 DDIM-25: realistic, Frechet "
           "| unguided eps DDIM-25 | unguided eps DDPM-100 |")
@@ -84,8 +91,9 @@ def main() -> int:
                                                  ("ddpm_eps", "ddpm", 100))}
         print(f"  CFG {cfg_rows}\n  CG-DDIM {cg_rows}\n  CG-DDIM eta 1 {cgn_rows}\n  CG-DDPM {cgp_rows}")
         print(f"| {minutes} | {seed} | {' / '.join(str(steps[n]) for n in NAMES)} | {cfg:.0%} ({s_cfg:g}) "
-              f"| {cg:.0%} ({s_cg:g}) | {cg_n:.0%} ({s_cgn:g}) | {cg_p:.0%} ({s_cgp:g}) | {unguided['ddpm_x0', 'ddim']} "
-              f"| {unguided['ddpm_eps', 'ddim']} | {unguided['ddpm_eps', 'ddpm']} |", flush=True)
+              f"| {cg:.0%} ({s_cg:g}) | {cg_n:.0%} ({s_cgn:g}) | {cg_p:.0%} ({s_cgp:g}) "
+              f"| {unguided['ddpm_x0', 'ddim']} | {unguided['ddpm_eps', 'ddim']} | {unguided['ddpm_eps', 'ddpm']} |",
+              flush=True)
     return 0
 
 

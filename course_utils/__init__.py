@@ -13,7 +13,8 @@ Everything the notebooks and the tests rely on is importable from here.
 # the core
 from .core.data import MNIST, load_mnist, to_model_range
 from .core.device import autocast_for, bf16_is_fast, pick_device, seed_everything
-from .core.guidance import NULL_LABEL, cfg_eps, classifier_grad, guided_eps, guided_mean, validate_labels, validate_scale
+from .core.guidance import (NULL_LABEL, cfg_eps, classifier_grad, guided_eps, guided_mean, validate_labels,
+                            validate_scale)
 from .core.models import (EpsUNet, Evaluator, MLPDenoiser, NoisyClassifier, TimeMapUNet, UNet, count_parameters,
                           sinusoidal_embedding, time_map)
 from .core.sampling import (Guidance, Step, Trajectory, ddim_sample, ddim_step, ddpm_sample, ddpm_step, predict,
@@ -38,10 +39,10 @@ __all__ = [
     "EpsUNet", "Evaluator", "MLPDenoiser", "NoisyClassifier", "TimeMapUNet", "UNet",
     "count_parameters", "sinusoidal_embedding", "time_map",
     "image_grid", "plot_chains", "plot_losses", "plot_schedules", "plot_trajectory", "show_images",
-    "Guidance", "Step", "Trajectory", "ddim_sample", "ddim_step", "spaced_timesteps", "ddpm_sample", "ddpm_step", "predict",
-    "record_trajectory", "sampling_steps",
-    "NoiseSchedule", "GaussianMixture2D", "LiveView", "sample_preview", "load_model", "load_pretrained", "my_models_dir",
-    "save_my_model", "train_live", "trained_enough", "LIVE_GOALS",
-    "EMA", "Budget", "denoiser_loss", "fit", "min_snr_timesteps", "min_snr_weight", "one_cycle", "noisy_classifier_loss",
-    "train_classifier", "train_denoiser",
+    "Guidance", "Step", "Trajectory", "ddim_sample", "ddim_step", "spaced_timesteps", "ddpm_sample", "ddpm_step",
+    "predict", "record_trajectory", "sampling_steps",
+    "NoiseSchedule", "GaussianMixture2D", "LiveView", "sample_preview", "load_model", "load_pretrained",
+    "my_models_dir", "save_my_model", "train_live", "trained_enough", "LIVE_GOALS",
+    "EMA", "Budget", "denoiser_loss", "fit", "min_snr_timesteps", "min_snr_weight", "one_cycle",
+    "noisy_classifier_loss", "train_classifier", "train_denoiser",
 ]

@@ -25,12 +25,10 @@ import torch
 import torch.nn.functional as F
 
 from . import probes
-from .probes import Coef, Term
-
 from .core.guidance import NULL_LABEL, guided_eps
 from .core.sampling import ddim_step, ddpm_step
 from .core.schedule import NoiseSchedule
-
+from .probes import Coef, Term
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -488,26 +486,33 @@ def _eps_loss_probe(fn, x0, t, s) -> list:
     terms = [Term("x0", "x0", Coef.of(("alpha_bar_t", 0.5)), phrase="the model's input: its coefficient of x0"),
              Term("noise", "the noise", Coef.of(("1 - alpha_bar_t", 0.5)),
                   phrase="the model's input: its coefficient of the noise")]
-    coefs, offset, varies = probes.read_coefficients(seen, {"x0_": x0, "noise_": torch.ones_like(x0)}, ["x0_", "noise_"])
+    inputs = {"x0_": x0, "noise_": torch.ones_like(x0)}
+    coefs, offset, varies = probes.read_coefficients(seen, inputs, ["x0_", "noise_"])
     coefs = {"x0": coefs["x0_"], "noise": coefs["noise_"]}
     one, none = torch.ones_like(coefs["x0"]), torch.zeros_like(coefs["x0"])
     for a, b, what in ((one, none, "x0 itself"), (none, one, "the noise itself")):
         if probes.close(coefs["x0"], a) and probes.close(coefs["noise"], b) and probes.close(offset, none):
-            lines.append(f"the model's input is {what}, where the model must see the noisy x_t = q_sample(x0, t, noise)")
+            lines.append(f"the model's input is {what}, where the model must see the noisy "
+                         "x_t = q_sample(x0, t, noise)")
             coefs = {"x0": atoms["alpha_bar_t"].sqrt(), "noise": atoms["1 - alpha_bar_t"].sqrt()}   # reported once
-    lines += probes.term_report(terms, coefs, atoms, _labels(t), nb, varies={"x0": varies["x0_"], "noise": varies["noise_"]})
+    lines += probes.term_report(terms, coefs, atoms, _labels(t), nb,
+                                varies={"x0": varies["x0_"], "noise": varies["noise_"]})
     e = torch.ones_like(x0)
     e.view(-1)[::2] = 3.0                                      # |e| and e^2 differ, so L1 and L2 differ
     z = torch.zeros_like(x0)
     with torch.no_grad():                                      # a model that predicts 0: the loss reads the target
         got = [float(fn(_Recorder(), z, t, e, s)), float(fn(_Recorder(), e, t, z, s))]
-    targets = {"the noise": lambda x0_, n_: n_, "x0": lambda x0_, n_: x0_, "x_t": lambda x0_, n_: s.q_sample(x0_, t, n_)}
+    targets = {"the noise": lambda x0_, n_: n_, "x0": lambda x0_, n_: x0_,
+               "x_t": lambda x0_, n_: s.q_sample(x0_, t, n_)}
     errors = {"the squared error": lambda d: d ** 2, "the absolute error (an L1 loss)": lambda d: d.abs()}
     reductions = {"the mean over all numbers": lambda v: v.mean(), "the sum over all numbers": lambda v: v.sum(),
                   "a sum over each image's pixels, then a mean over the batch": lambda v: v.flatten(1).sum(1).mean(),
                   "the square root of the mean": lambda v: v.mean().sqrt()}
+    def matches(tf, ef, rf):   # the loss of a model that predicts 0, for both probes
+        return all(abs(g - float(rf(ef(tf(a, b))))) <= 1e-4 * (1 + abs(g)) for g, (a, b) in zip(got, ((z, e), (e, z))))
+
     found = [(tn, en, rn) for tn, tf in targets.items() for en, ef in errors.items() for rn, rf in reductions.items()
-             if all(abs(g - float(rf(ef(tf(a, b))))) <= 1e-4 * (1 + abs(g)) for g, (a, b) in zip(got, ((z, e), (e, z))))]
+             if matches(tf, ef, rf)]
     formula = ("the noise", "the squared error", "the mean over all numbers")
     if len(found) == 1:
         parts = ["the target", "the error", "the reduction"]
@@ -580,7 +585,8 @@ def check_reverse_mean(fn) -> None:
         "divide the whole bracket (x_t - ... eps) by sqrt(alpha_t), not only x_t":
             x_t / a.sqrt() - b / (1 - ab).sqrt() * eps,
         "divide by sqrt(alpha_t), not sqrt(alpha_bar_t)": (x_t - b / (1 - ab).sqrt() * eps) / ab.sqrt(),
-        "the noise term is subtracted: x_t - beta_t / sqrt(1 - alpha_bar_t) eps": (x_t + b / (1 - ab).sqrt() * eps) / a.sqrt(),
+        "the noise term is subtracted: x_t - beta_t / sqrt(1 - alpha_bar_t) eps":
+            (x_t + b / (1 - ab).sqrt() * eps) / a.sqrt(),
         "the eps coefficient is beta_t / sqrt(1 - alpha_bar_t): the square root is missing":
             (x_t - b / (1 - ab) * eps) / a.sqrt(),
     })
@@ -717,7 +723,8 @@ def check_classifier_grad(fn) -> None:
     _verdict("classifier gradient", got, want, probe=lambda: _gradient_probe(fn, clf, x, t, y, want), mistakes={
         "take the gradient of the LOG-probability (log_softmax), not of the probability (softmax)":
             grad_of(lambda lg: F.softmax(lg, 1).gather(1, y[:, None])),
-        "take the gradient of log_softmax at y, not of the raw logit at y": grad_of(lambda lg: lg.gather(1, y[:, None])),
+        "take the gradient of log_softmax at y, not of the raw logit at y":
+            grad_of(lambda lg: lg.gather(1, y[:, None])),
         "pick the log-probability of each sample's own class y, not the sum over all classes":
             grad_of(lambda lg: F.log_softmax(lg, 1)),
         "log_p[:, y] picks every label of the batch for every sample: pick one per sample, "
@@ -811,7 +818,8 @@ def _ddim_probe(fn, s, x, eps, grad) -> list:
     lines = probes.term_report(terms, got, atoms, labels, nb)
     shift = Term("shift", "grad", Coef.of(("s", 1), ("1 - alpha_bar_t", 0.5), c=-1),
                  phrase="the guidance, read as a shift of eps (eps_hat = eps + shift * grad), has a shift that")
-    report = probes.term_report([shift], got, atoms, [f"{v}, s = {k:g}" for v, (_, _, k) in zip(labels, DDIM_PROBES)], nb)
+    report = probes.term_report([shift], got, atoms, [f"{v}, s = {k:g}" for v, (_, _, k) in zip(labels, DDIM_PROBES)],
+                                nb)
     return lines + [line.replace("has a shift that is", "has a shift of") for line in report]
 
 
@@ -867,7 +875,8 @@ def check_drop_labels(fn) -> None:
     _verdict("conditioning dropout", got, want, {
         "labels are dropped with probability 1 - p: replace where u < p_uncond":
             torch.where(u >= 0.2, torch.full_like(y, NULL_LABEL), y),
-        f"a dropped label becomes the null label ({NULL_LABEL}), not class 0": torch.where(u < 0.2, torch.zeros_like(y), y),
+        f"a dropped label becomes the null label ({NULL_LABEL}), not class 0":
+            torch.where(u < 0.2, torch.zeros_like(y), y),
         "use the u you are given, with u < p_uncond: u > 1 - p_uncond drops as many labels, but other ones":
             torch.where(u > 0.8, torch.full_like(y, NULL_LABEL), y),
     }, probe=lambda: _dropout_probe(fn, y, u, 0.2))

@@ -35,14 +35,15 @@ def main_evaluate(args) -> int:
 
     matplotlib.use("Agg")
     from .evaluation import plot_report, quality_report, report_markdown
+    from .files import write_text_atomic
 
     report = quality_report(n_per_class=args.n_per_class, steps=args.steps, seeds=args.seeds, device=args.device,
                             partial=args.out / "partial.json", ddpm_1000=not args.no_ddpm_1000)
     text = report_markdown(report)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "report.json").write_text(json.dumps(report, indent=2))
-    (args.out / "report.md").write_text(text)
+    write_text_atomic(args.out / "report.json", json.dumps(report, indent=2))
+    write_text_atomic(args.out / "report.md", text)
     save_figure(plot_report(report), args.out / "report.png")
     if args.update_manifest:
         update_manifest_quality(report)
@@ -53,27 +54,33 @@ def _rounded(row: dict | None) -> dict | None:
     return None if row is None else {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
 
 
-def update_manifest_quality(report: dict) -> None:
+def update_manifest_quality(report: dict, weights_dir=None) -> None:
     """Write the measured figures into each manifest entry's "quality": for the unguided models their rows, for the
-    guidance networks the two stated choices on each curve (lowest Frechet, smallest scale reaching the target
-    accuracy), all beside the real-vs-real row of the same size."""
-    from .pretrained import read_info, write_info
+    guidance networks each method's whole curve ("sweeps") and the two stated choices on it (lowest Frechet,
+    smallest scale reaching the target accuracy), all beside the real-vs-real row of the same size."""
+    from .pretrained import WEIGHTS_DIR, read_info, write_info
 
+    weights_dir = WEIGHTS_DIR if weights_dir is None else weights_dir
     choices = {m: {k: _rounded(v) for k, v in c.items()} for m, c in report["choices"].items()}
+    sweeps = {m: [_rounded(r) for r in rows] for m, rows in report["sweeps"].items()}
     at_t = {r["t"]: round(r["noisy_classifier"], 4) for r in report["accuracy_vs_t"]}
+
+    def guided(methods):
+        return {**{m: choices[m] for m in methods}, "sweeps": {m: sweeps[m] for m in methods}}
+
     quality = {
         "evaluator": {"test_accuracy": round(report["evaluator_test_accuracy"], 4)},
         "ddpm_eps": {k: _rounded(v) for k, v in report["unguided"].items() if k.startswith("ddpm_eps")},
         "ddpm_x0": {k: _rounded(v) for k, v in report["unguided"].items() if k.startswith("ddpm_x0")},
-        "noisy_classifier": {"accuracy_at_t": at_t, **{m: choices[m] for m in choices if m.startswith("classifier")}},
-        "cfg_eps": {"cfg-ddim": choices["cfg-ddim"]},
+        "noisy_classifier": {"accuracy_at_t": at_t, **guided([m for m in choices if m.startswith("classifier")])},
+        "cfg_eps": guided(["cfg-ddim"]),
     }
     for name, q in quality.items():
-        info = read_info(name)
+        info = read_info(name, weights_dir)
         info["quality"] = {**q, "real_vs_real": _rounded(report["real"]), "n_samples": report["n"],
                            "steps": report["steps"], "seeds": report["seeds"],
                            "target_accuracy": report["target_accuracy"]}
-        write_info(name, info)
+        write_info(name, info, weights_dir)
 
 
 def main(argv=None) -> int:
@@ -88,7 +95,9 @@ def main(argv=None) -> int:
     grader.add_argument("directory", type=Path)
     grader.add_argument("--force", action="store_true", help="overwrite files there with other contents")
     train = sub.add_parser("train", help="train shipped networks by their recipes")
-    train.add_argument("names", nargs="+", metavar="NAME", help="ddpm_x0, ddpm_eps, noisy_classifier, cfg_eps, evaluator")
+    train.add_argument(
+        "names", nargs="+", metavar="NAME", help="ddpm_x0, ddpm_eps, noisy_classifier, cfg_eps, evaluator"
+    )
     train.add_argument("--quick", action="store_true", help="the recipe sized for a few CPU minutes")
     train.add_argument("--steps", type=int, default=None, help="override the recipe's number of steps")
     train.add_argument("--minutes", type=float, default=None,

@@ -10,9 +10,13 @@
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 
 from .core.guidance import NULL_LABEL
+from .files import write_text_atomic
 
 
 @torch.no_grad()
@@ -213,9 +217,6 @@ class _RowCache:
     """Measured rows kept in a JSON file as they come, so that a long report resumes where it stopped."""
 
     def __init__(self, path, settings: dict):
-        import json
-        from pathlib import Path
-
         self.path, self.settings, self.rows = (Path(path) if path else None), settings, {}
         if self.path and self.path.exists():
             saved = json.loads(self.path.read_text())
@@ -223,10 +224,6 @@ class _RowCache:
                 self.rows = saved["rows"]
 
     def get(self, key: str, compute):
-        import json
-
-        from .files import write_text_atomic
-
         if key not in self.rows:
             self.rows[key] = compute()
             if self.path:
@@ -255,8 +252,10 @@ def quality_report(n_per_class: int = 100, scales: dict | None = None, steps: in
     device = torch.device(device) if device is not None else pick_device()
     scales = scales or DEFAULT_SCALES
     n, seeds = 10 * n_per_class, list(seeds)
-    cache = _RowCache(partial, {"n": n, "steps": steps})   # rows are keyed by method, scale and seed
-    models = {k: load_pretrained(k, device) for k in ("ddpm_x0", "ddpm_eps", "noisy_classifier", "cfg_eps", "evaluator")}
+    cache = _RowCache(partial, {"n": n, "steps": steps})  # rows are keyed by method, scale and seed
+    models = {
+        k: load_pretrained(k, device) for k in ("ddpm_x0", "ddpm_eps", "noisy_classifier", "cfg_eps", "evaluator")
+    }
     ev = models["evaluator"].model
     test, train = load_mnist(train=False), load_mnist(train=True, verbose=False)
     if n > len(test.images):
@@ -339,8 +338,10 @@ def report_markdown(report: dict) -> str:
              f"precision {_pm(real, 'precision', '.1%')}, recall {_pm(real, 'recall', '.1%')}; "
              f"evaluator test accuracy {report['evaluator_test_accuracy']:.1%}.", ""]
     for name, row in report["unguided"].items():
-        lines.append(f"- unguided {name}: Frechet {_pm(row, 'frechet', '.2f')}, precision {_pm(row, 'precision', '.1%')}, "
-                     f"recall {_pm(row, 'recall', '.1%')} ({row['seeds']} seed{'s' * (row['seeds'] > 1)})")
+        lines.append(
+            f"- unguided {name}: Frechet {_pm(row, 'frechet', '.2f')}, precision {_pm(row, 'precision', '.1%')}, "
+            f"recall {_pm(row, 'recall', '.1%')} ({row['seeds']} seed{'s' * (row['seeds'] > 1)})"
+        )
     lines += ["", "| method | scale | accuracy | Frechet | precision | recall | diversity |",
               "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for method, rows in report["sweeps"].items():
@@ -362,34 +363,52 @@ def report_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_report(report: dict):
-    """Accuracy, Frechet distance, recall and diversity against scale per method (bars: sd over seeds, the dashed
-    lines the real-vs-real values, s = 1 marked); accuracy against t."""
+CURVE_TITLES = {"accuracy": "accuracy (evaluator)", "frechet": "Frechet distance", "precision": "precision",
+                "recall": "recall", "diversity": "diversity (within class)"}
+
+
+def plot_curves(curves: dict, real: dict, keys=("accuracy", "frechet", "recall"), axes=None,
+                real_label: str = "real vs real"):
+    """One panel per measure in ``keys`` against the guidance scale, one line per curve (``curves``: label -> rows
+    with "scale", the mean of each measure and its "_sd"; bars: the sd between seeds), the value of real digits
+    (``real``) dashed and s = 1 dotted. Draws on ``axes`` when given; returns the figure."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 5, figsize=(22, 3.8))
-    keys = ("accuracy", "frechet", "recall", "diversity")
-    for method, rows in report["sweeps"].items():
+    if axes is None:
+        axes = plt.subplots(1, len(keys), figsize=(4.4 * len(keys), 3.2))[1]
+    for label, rows in curves.items():
         s = [r["scale"] for r in rows]
         for ax, key in zip(axes, keys):
             ax.errorbar(s, [r[key] for r in rows], yerr=[r.get(key + "_sd", 0) for r in rows], fmt="o-",
-                        capsize=3, label=METHODS[method])
-    for ax, key, title in zip(axes, keys, ("accuracy (evaluator)", "Frechet distance", "recall",
-                                           "diversity (within class)")):
-        if key in report["real"]:
-            ax.axhline(report["real"][key], color="grey", ls="--", label="real vs real")
-        ax.axvline(1.0, color="black", lw=0.6, ls=":")
-        ax.set_xlabel("guidance scale (dotted: s = 1)")
-        ax.set_title(title)
-    axes[1].legend(fontsize=7)
+                        capsize=3, label=label)
+    for ax, key in zip(axes, keys):
+        if key in real:
+            ax.axhline(real[key], color="grey", ls="--", label=real_label)
+        ax.axvline(1.0, color="black", lw=0.6, ls=":", label="s = 1")
+        ax.set_xlabel("guidance scale")
+        ax.set_title(CURVE_TITLES[key])
+    axes[0].legend(fontsize=7)
+    return axes[0].figure
+
+
+def plot_report(report: dict):
+    """Accuracy, Frechet distance, recall and diversity against scale per method (:func:`plot_curves`); accuracy
+    against t."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 5, figsize=(22, 3.8))
+    plot_curves({METHODS[m]: rows for m, rows in report["sweeps"].items()}, report["real"],
+                ("accuracy", "frechet", "recall", "diversity"), axes=axes[:4])
     rows = report["accuracy_vs_t"]
     axes[4].plot([r["t"] for r in rows], [r["noisy_classifier"] for r in rows], "o-", label="noisy classifier")
     axes[4].plot([r["t"] for r in rows], [r["clean_evaluator"] for r in rows], "s-", label="clean evaluator")
     axes[4].set_xlabel("t")
     axes[4].set_title("accuracy on x_t")
     axes[4].legend(fontsize=7)
-    fig.suptitle(f"{report['n']} samples per point, {report['steps']} steps, mean +- sd over {len(report['seeds'])} seeds",
-                 fontsize=9)
+    fig.suptitle(
+        f"{report['n']} samples per point, {report['steps']} steps, mean +- sd over {len(report['seeds'])} seeds",
+        fontsize=9,
+    )
     fig.tight_layout()
     return fig
 
@@ -413,20 +432,10 @@ def trade_off(method: str, models: dict, evaluator, y: torch.Tensor, scales, ref
 
 
 def plot_trade_off(rows: list[dict], real: dict, title: str = ""):
-    """Accuracy, Frechet distance and recall against scale for the rows of :func:`trade_off` (bars: sd between
-    seeds), with the values of real digits (``real``: judge() of a real set of the same size) dashed and s = 1
-    dotted."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
-    s = [r["scale"] for r in rows]
-    for ax, key, name in zip(axes, ("accuracy", "frechet", "recall"), ("accuracy", "Frechet distance", "recall")):
-        ax.errorbar(s, [r[key] for r in rows], yerr=[r[key + "_sd"] for r in rows], fmt="o-", capsize=3)
-        ax.axhline(real[key], color="grey", ls="--", label=f"{real['n']} real digits")
-        ax.axvline(1.0, color="black", lw=0.6, ls=":", label="s = 1")
-        ax.set_xlabel("guidance scale")
-        ax.set_title(f"{name} ({rows[0]['n']} samples, {rows[0]['seeds']} seeds)")
-    axes[0].legend(fontsize=7)
+    """Accuracy, Frechet distance and recall against scale for the rows of :func:`trade_off`
+    (:func:`plot_curves`), beside ``real``: judge() of a real set of the same size."""
+    fig = plot_curves({f"{rows[0]['n']} samples, {rows[0]['seeds']} seeds": rows}, real,
+                      real_label=f"{real['n']} real digits")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig

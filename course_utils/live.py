@@ -75,8 +75,8 @@ def sample_preview(schedule, *, prediction: str = "eps", y=None, cfg_scale=None,
     every time (so frames can be compared), for :func:`~course_utils.recipes.train_live`."""
     import torch
 
-    from .plotting import show_images
     from .core.sampling import ddim_sample
+    from .plotting import show_images
 
     def draw(model, ax):
         device = next(model.parameters()).device

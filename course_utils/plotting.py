@@ -78,8 +78,9 @@ def plot_losses(losses, ax=None, window: int = 50, title: str = "training loss")
 
 
 def plot_trajectory(recorder, n: int = 4, show_x0: bool = True):
-    """Rows of states from a :class:`~course_utils.core.sampling.Trajectory` (:func:`~course_utils.core.sampling.record_trajectory`):
-    x_t along the run for the first ``n`` samples, and below each the model's x0 estimate."""
+    """Rows of states from a :class:`~course_utils.core.sampling.Trajectory`
+    (:func:`~course_utils.core.sampling.record_trajectory`): x_t along the run for the first ``n`` samples, and below
+    each the model's x0 estimate."""
     steps = len(recorder.t)
     rows = n * (2 if show_x0 else 1)
     fig, axes = plt.subplots(rows, steps, figsize=(1.1 * steps, 1.15 * rows), squeeze=False)

@@ -19,9 +19,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .core.device import pick_device
-from .files import atomic_write
 from .core.models import EpsUNet, Evaluator, NoisyClassifier, TimeMapUNet
 from .core.schedule import NoiseSchedule
+from .files import atomic_write
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 NAMES = ("ddpm_x0", "ddpm_eps", "noisy_classifier", "cfg_eps", "evaluator")

@@ -135,7 +135,8 @@ def candidates(ref: Coef, neighbours: dict, extra_atoms) -> list:
             old = signed_text(name, p)
             for q, gloss in _power_changes(name, p):
                 new = swap(lambda m: m.with_power(name, q))
-                desc = f"the factor {old} is missing{where}" if q == 0 else _glossed(old, signed_text(name, q), gloss) + where
+                desc = (f"the factor {old} is missing{where}" if q == 0
+                        else _glossed(old, signed_text(name, q), gloss) + where)
                 out.append((new, desc))
             for other, gloss in neighbours.get(name, ()):
                 new = swap(lambda m: m.with_power(name, 0).with_power(other, dict(m.powers).get(other, 0) + p))
@@ -194,7 +195,8 @@ def schedule_atoms(s, t: torch.Tensor, t_prev: torch.Tensor | None = None) -> tu
     atoms = {"alpha_bar_t": ab(t), "alpha_bar_{t-1}": ab(t - 1), "alpha_bar_{t+1}": ab((t + 1).clamp(max=T - 1)),
              "alpha_bar_{t-2}": ab(t - 2)}
     for name, table in (("alpha", s.alphas), ("beta", s.betas), ("posterior_variance", s.posterior_variance)):
-        atoms[f"{name}_t"], atoms[f"{name}_{{t-1}}"], atoms[f"{name}_{{t+1}}"] = at(table, t), at(table, t - 1), at(table, t + 1)
+        for shift, index in (("t", t), ("{t-1}", t - 1), ("{t+1}", t + 1)):
+            atoms[f"{name}_{shift}"] = at(table, index)
     for k in ("alpha_bar_t", "alpha_bar_{t-1}", "alpha_bar_{t+1}", "alpha_bar_{t-2}"):
         atoms[f"1 - {k}"] = 1 - atoms[k]
     bar = "alpha_t is one step's factor, alpha_bar_t the product up to t"
@@ -272,8 +274,8 @@ def explain(term: Term, got: torch.Tensor, atoms: dict, neighbours: dict, others
         for k, what in ((1, ""), (-1, "minus ")):
             if close(got, k * other.ref.value(atoms)):
                 return f"it equals {what}the formula's coefficient of {other.symbol}, {other.ref.text()}"
-    matches = [(cand, desc) for cand, desc in candidates(term.ref, neighbours, [a for a in atoms if _extra_ok(a, term.ref)])
-               if close(got, cand.value(atoms))]
+    extras = [a for a in atoms if _extra_ok(a, term.ref)]
+    matches = [(cand, desc) for cand, desc in candidates(term.ref, neighbours, extras) if close(got, cand.value(atoms))]
     if not matches:
         return None
     if len({desc for _, desc in matches}) == 1:

@@ -54,7 +54,8 @@ class Setting:
             raise ValueError(f"scale for {self.method} must be a number in [{lo:g}, {hi:g}], got {self.scale!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or not STEP_RANGE[0] <= self.steps <= STEP_RANGE[1]:
+        steps_ok = isinstance(self.steps, int) and not isinstance(self.steps, bool)
+        if not steps_ok or not STEP_RANGE[0] <= self.steps <= STEP_RANGE[1]:
             raise ValueError(f"steps must be an integer in {STEP_RANGE[0]}..{STEP_RANGE[1]}, got {self.steps!r}")
         if self.models not in OWNERS:
             raise ValueError(f"models must be one of {', '.join(OWNERS)}, got {self.models!r}")
@@ -186,7 +187,7 @@ def grid_png(images: torch.Tensor) -> bytes:
 def curve_png(points, current: float, method: str) -> bytes:
     """Accuracy and diversity against scale, with the current scale and s = 1 marked (and the diversity at s = 1,
     the level to read the others against), as PNG bytes."""
-    from matplotlib.figure import Figure   # a Figure of its own, drawn without pyplot: the notebook's backend stays
+    from matplotlib.figure import Figure  # a Figure of its own, drawn without pyplot: the notebook's backend stays
 
     fig = Figure(figsize=(4.2, 2.6), dpi=90)
     ax = fig.add_subplot(111)
@@ -245,7 +246,8 @@ class GuidanceExplorer:
         self.background = background
         setting.check()
         lo, hi, step = SCALE_RANGES[setting.method]
-        self.method = W.Dropdown(options=[(v, k) for k, v in METHODS.items()], value=setting.method, description="method")
+        self.method = W.Dropdown(options=[(v, k) for k, v in METHODS.items()], value=setting.method,
+                                 description="method")
         self.digit = W.IntSlider(value=setting.digit, min=0, max=9, description="digit", continuous_update=False)
         self.scale = W.FloatSlider(value=setting.scale, min=lo, max=hi, step=step, description="scale",
                                    continuous_update=False)

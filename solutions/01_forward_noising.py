@@ -5,18 +5,20 @@
 # Before we learn anything we build that process and look at it closely.
 #
 # **Learning goals**
-# - define a noise schedule: $\beta_t$, $\alpha_t = 1-\beta_t$ and $\bar\alpha_t = \prod_{i\le t}\alpha_i$ (linear and cosine);
+# - define a noise schedule: $\beta_t$, $\alpha_t = 1-\beta_t$ and $\bar\alpha_t = \prod_{i\le t}\alpha_i$ (linear and
+#   cosine);
 # - sample $x_t$ from $x_0$ in one step with the closed form, and check it against the step-by-step chain;
-# - read the signal-to-noise ratio $\mathrm{SNR}(t) = \bar\alpha_t / (1-\bar\alpha_t)$ and see how fast each schedule destroys a digit.
+# - read the signal-to-noise ratio $\mathrm{SNR}(t) = \bar\alpha_t / (1-\bar\alpha_t)$ and see how fast each schedule
+#   destroys a digit.
 #
-# Conventions of the whole course: timesteps are integers $t = 0, \dots, T-1$, and `alpha_bars[t]`
-# is the product of `alphas[0..t]` (so step $t$ is already included). The papers number the steps $1..T$; our
-# $t$ is theirs minus 1, the numbering of PyTorch tensors and of the diffusers library. So $x_0$ always means the data
-# (never the state after one noising step: that is `x_t` at $t = 0$; the code treats the data as timestep $-1$, where
-# $\bar\alpha = 1$), and the state at timestep $t$ has had $t + 1$ noising steps, sampling starts from pure noise at $t = T-1$ (the papers' $x_T$), and the
-# reverse step at $t = 0$ is the last one: it returns the clean image. Every reverse loop in the course runs
-# `for t in range(T - 1, -1, -1)`. Images are tensors in $[-1, 1]$ of shape `[B, 1, 32, 32]`: MNIST digits
-# padded from 28 to 32 pixels.
+# Conventions of the whole course: timesteps are integers $t = 0, \dots, T-1$, and `alpha_bars[t]` is the product of
+# `alphas[0..t]` (so step $t$ is already included). The papers number the steps $1..T$; our $t$ is theirs minus 1, the
+# numbering of PyTorch tensors and of the diffusers library. So $x_0$ always means the data (never the state after one
+# noising step: that is `x_t` at $t = 0$; the code treats the data as timestep $-1$, where $\bar\alpha = 1$), and the
+# state at timestep $t$ has had $t + 1$ noising steps, sampling starts from pure noise at $t = T-1$ (the papers' $x_T$),
+# and the reverse step at $t = 0$ is the last one: it returns the clean image. Every reverse loop in the course runs
+# `for t in range(T - 1, -1, -1)`. Images are tensors in $[-1, 1]$ of shape `[B, 1, 32, 32]`: MNIST digits padded from
+# 28 to 32 pixels.
 #
 # **Time:** under a minute on a laptop CPU (nothing is trained here).
 
@@ -36,10 +38,10 @@ g = cu.seed_everything(0)
 #
 # $$q(x_t \mid x_{t-1}) = \mathcal N\big(\sqrt{1-\beta_t}\,x_{t-1},\ \beta_t I\big).$$
 #
-# The **linear** schedule of Ho et al. lets $\beta_t$ rise from $10^{-4}$ to $0.02$ over $T = 1000$ steps.
-# The **cosine** schedule of Nichol and Dhariwal instead chooses $\bar\alpha_t = f(t+1)/f(0)$ with
-# $f(u) = \cos^2\!\big(\tfrac{u/T + c}{1+c}\cdot\tfrac{\pi}{2}\big)$ with a small offset $c = 0.008$ (the paper calls it $s$; in this
-# course $s$ is kept for the guidance scale of notebooks 5 to 7), which destroys information more evenly.
+# The **linear** schedule of Ho et al. lets $\beta_t$ rise from $10^{-4}$ to $0.02$ over $T = 1000$ steps. The
+# **cosine** schedule of Nichol and Dhariwal instead chooses $\bar\alpha_t = f(t+1)/f(0)$ with
+# $f(u) = \cos^2\!\big(\tfrac{u/T + c}{1+c}\cdot\tfrac{\pi}{2}\big)$ with a small offset $c = 0.008$ (the paper calls it
+# $s$; in this course $s$ is kept for the guidance scale of notebooks 5 to 7), which destroys information more evenly.
 
 # %%
 linear = cu.NoiseSchedule(T=1000, kind="linear", beta_start=1e-4, beta_end=0.02)
@@ -59,8 +61,8 @@ assert bool((linear.alpha_bars[1:] < linear.alpha_bars[:-1]).all())
 #
 # Composing $t+1$ Gaussian steps gives again a Gaussian, so we never need to run the chain:
 #
-# $$q(x_t \mid x_0) = \mathcal N\big(\sqrt{\bar\alpha_t}\,x_0,\ (1-\bar\alpha_t) I\big)
-# \quad\Longleftrightarrow\quad x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon,\ \varepsilon\sim\mathcal N(0, I).$$
+# $$q(x_t \mid x_0) = \mathcal N\big(\sqrt{\bar\alpha_t}\,x_0,\ (1-\bar\alpha_t) I\big) \quad\Longleftrightarrow\quad
+# x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon,\ \varepsilon\sim\mathcal N(0, I).$$
 #
 # This is what makes training cheap: any $t$ is one line away.
 #
@@ -161,8 +163,9 @@ assert nearly_noise["linear"] > 3 * nearly_noise["cosine"]
 # step draws fresh Gaussian noise, so the same x0 gives a different x_t every time.</details>
 #
 # 2. Given $\beta_t$, write $\alpha_t$ and $\bar\alpha_t$. Why does the closed form matter for training?
-# <details><summary>Answer</summary>alpha_t = 1 - beta_t and alpha_bar_t = alpha_0 alpha_1 ... alpha_t. With the
-# closed form a training step picks a random t and makes x_t in one line instead of running t steps of the chain.</details>
+#    <details><summary>Answer</summary>alpha_t = 1 - beta_t and alpha_bar_t = alpha_0 alpha_1 ... alpha_t. With the
+#    closed form a training step picks a random t and makes x_t in one line instead of running t steps of the
+#    chain.</details>
 #
 # 3. `alpha_bars[t]` already includes step $t$. What goes wrong if you use `alpha_bars[t-1]` by mistake?
 # <details><summary>Answer</summary>Every x_t is one step too clean; at t = 0 you would even index alpha_bars[-1],

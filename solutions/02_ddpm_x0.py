@@ -15,6 +15,8 @@
 # under a minute for a second experiment, a network trained without its skip connections.
 
 # %%
+import math
+
 import matplotlib.pyplot as plt
 import torch
 
@@ -87,18 +89,19 @@ assert "alpha_bars" in schedule.state_dict() and sum(p.numel() for p in schedule
 # ## 2.3 Training: regress the clean image
 #
 # Each step: take clean digits $x_0$, a random $t$ and noise $\varepsilon$, form
-# $x_t = \sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\varepsilon$, and minimise $\lVert \hat x_0(x_t, t) - x_0\rVert^2$.
+# $x_t = \sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\varepsilon$, and minimise
+# $\lVert \hat x_0(x_t, t) - x_0\rVert^2$.
 #
 # We train a small time-map U-Net (channels 16, 32, 32: sized so that a CPU runs several steps a second)
 # for `TRAIN_MINUTES`. The learning rate follows a *one-cycle* shape planned for the time budget: it rises
 # for the first tenth of the time, then decays along a half cosine to nearly zero, so a short run both
 # learns fast and settles.
 #
-# **The EMA.** We sample not from the trained weights $\theta$ but from their exponential moving average,
-# updated after every step: $\theta_\text{EMA} \leftarrow d\,\theta_\text{EMA} + (1-d)\,\theta$ with $d = 0.995$ (an average over
-# roughly the last $1/(1-d) = 200$ steps). The last steps' noise in $\theta$ averages out, and samples are
-# cleaner. For the first steps $d$ is smaller ($\min(d, \frac{1+k}{10+k})$ after $k$ updates), so that the
-# average does not remember the random initial weights.
+# **The EMA.** We sample not from the trained weights $\theta$ but from their exponential moving average, updated after
+# every step: $\theta_\text{EMA} \leftarrow d\,\theta_\text{EMA} + (1-d)\,\theta$ with $d = 0.995$ (an average over
+# roughly the last $1/(1-d) = 200$ steps). The last steps' noise in $\theta$ averages out, and samples are cleaner. For
+# the first steps $d$ is smaller ($\min(d, \frac{1+k}{10+k})$ after $k$ updates), so that the average does not remember
+# the random initial weights.
 #
 # **What to expect.** Every 25 s the figure below redraws 8 samples (DDIM, 20 steps, always from the same
 # starting noise) and the loss curve. The first frames are grey blobs; after a minute or so strokes
@@ -118,7 +121,7 @@ model = mine.model
 print(f"{len(losses):,} steps in {mine.info['train_seconds']:.0f} s; mean loss of the last 50: "
       f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")
 k = max(1, len(losses) // 4)
-assert all(l == l for l in losses) and sum(losses[-k:]) < sum(losses[:k])   # no NaN, and it learned
+assert not any(math.isnan(v) for v in losses) and sum(losses[-k:]) < sum(losses[:k])   # no NaN, and it learned
 
 # %% [markdown]
 # ## 2.4 From $\hat x_0$ back one step: the posterior mean
@@ -229,7 +232,8 @@ evaluator = cu.load_pretrained("evaluator", device="cpu").model
 real_feats = evaluator_outputs(evaluator, cu.load_mnist(train=False, verbose=False).images)[1]
 # the real-vs-real value: 64 real training digits against the test digits (a small sample inflates the
 # distance, so compare samples with this, not with 0; a yardstick, not a floor: samples can score below it)
-real64 = mnist.images[torch.randperm(len(mnist.images), generator=torch.Generator().manual_seed(0))[:64]]   # always the same
+pick64 = torch.randperm(len(mnist.images), generator=torch.Generator().manual_seed(0))[:64]   # always the same
+real64 = mnist.images[pick64]
 real_vs_real = frechet_distance(evaluator_outputs(evaluator, real64)[1], real_feats)
 brief = cu.ddim_sample(model, schedule, (64, 1, 32, 32), prediction="x0", steps=50,
                        generator=torch.Generator().manual_seed(2), device=device).cpu()
@@ -336,9 +340,9 @@ if TRAIN_MINUTES >= 2:   # after 25 s or more of training each, the skips' advan
 # time to forget the random initial weights.</details>
 #
 # 6. How does sampling from a DDPM differ from sampling from a GAN or a VAE, and what does each gain?
-# <details><summary>Answer</summary>A GAN's generator and a VAE's decoder turn noise into an image in one forward
-# pass. A DDPM runs its network once per step, here 1,000 times, each step removing a little noise; generation is
-# an iterative denoising procedure. The price is speed: 1,000 network calls per image instead of one. The gain is a
-# simple, stable training objective (a regression, no adversary) and samples that cover the whole data
-# distribution, where a GAN tends to drop modes and a VAE, trained with a per-pixel likelihood, gives blurry
-# images. Guidance (notebooks 5 and 6) then lets a DDPM trade diversity for fidelity as a GAN's truncation does.</details>
+#    <details><summary>Answer</summary>A GAN's generator and a VAE's decoder turn noise into an image in one forward
+#    pass. A DDPM runs its network once per step, here 1,000 times, each step removing a little noise; generation is an
+#    iterative denoising procedure. The price is speed: 1,000 network calls per image instead of one. The gain is a
+#    simple, stable training objective (a regression, no adversary) and samples that cover the whole data distribution,
+#    where a GAN tends to drop modes and a VAE, trained with a per-pixel likelihood, gives blurry images. Guidance
+#    (notebooks 5 and 6) then lets a DDPM trade diversity for fidelity as a GAN's truncation does.</details>

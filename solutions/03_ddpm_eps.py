@@ -9,8 +9,9 @@
 # **Learning goals**
 # - sinusoidal time embeddings, added inside every residual block of the U-Net;
 # - the eps objective $\lVert\varepsilon_\theta(x_t, t) - \varepsilon\rVert^2$;
-# - the reverse mean $\mu_\theta = \frac{1}{\sqrt{\alpha_t}}\big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\varepsilon_\theta\big)$,
-#   and a misprint of it in one of our sources;
+# - the reverse mean
+#   $\mu_\theta = \frac{1}{\sqrt{\alpha_t}}\big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\varepsilon_\theta\big)$, and
+#   a misprint of it in one of our sources;
 # - converting between $x_0$ and $\varepsilon$; DDIM, which samples in 50 steps instead of 1,000;
 # - a flattened MLP against the U-Net, and x0- against eps-prediction, judged by the evaluator.
 #
@@ -26,8 +27,7 @@ import torch.nn.functional as F
 
 import course_utils as cu
 from course_utils import checks
-from course_utils.evaluation import (diversity, evaluator_outputs, frechet_distance, realistic_fraction,
-                                     recall_fraction)
+from course_utils.evaluation import diversity, evaluator_outputs, frechet_distance, realistic_fraction, recall_fraction
 
 TRAIN_MINUTES = cu.training_minutes(2.5)   # the live training budget: raise it for a better model
 g = cu.seed_everything(0)
@@ -76,7 +76,8 @@ assert sim[501] > sim[600] > sim[900] - 0.2 and emb.shape == (1000, 64)
 # %% [markdown]
 # ## 3.2 The eps objective
 #
-# $$L = \mathbb E_{x_0, t, \varepsilon}\,\big\lVert \varepsilon_\theta(\sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\varepsilon,\ t) - \varepsilon\big\rVert^2$$
+# $$L = \mathbb E_{x_0, t, \varepsilon}\,\big\lVert \varepsilon_\theta(\sqrt{\bar\alpha_t}x_0 +
+# \sqrt{1-\bar\alpha_t}\varepsilon,\ t) - \varepsilon\big\rVert^2$$
 #
 # **Exercise 3.2.** Write `eps_loss(model, x0, t, noise, schedule)` (use `schedule.q_sample`).
 
@@ -95,21 +96,22 @@ checks.check_eps_loss(eps_loss)
 # %% [markdown]
 # ### Which timesteps to learn from: min-SNR weighting
 #
-# The loss above draws $t$ uniformly, so every timestep counts the same. Read through the clean image it
-# predicts, an eps error is $\lVert\hat\varepsilon - \varepsilon\rVert^2 = \mathrm{SNR}_t\,\lVert\hat x_0 - x_0\rVert^2$ with
-# $\mathrm{SNR}_t = \bar\alpha_t / (1 - \bar\alpha_t)$ (substitute $\hat x_0$ from the formula of 3.4 below). At $t = 0$ the
-# SNR is about 10,000: the eps loss asks for the clean image to within a hair on nearly clean inputs, a
-# task that matters little to a sample, and a small network trained for minutes spends much of its effort
-# there. Hang et al. (2023) cap the weight of the x0 error at $\gamma$ ("min-SNR-$\gamma$"), which in eps terms is
+# The loss above draws $t$ uniformly, so every timestep counts the same. Read through the clean image it predicts, an
+# eps error is $\lVert\hat\varepsilon - \varepsilon\rVert^2 = \mathrm{SNR}_t\,\lVert\hat x_0 - x_0\rVert^2$ with
+# $\mathrm{SNR}_t = \bar\alpha_t / (1 - \bar\alpha_t)$ (substitute $\hat x_0$ from the formula of 3.4 below). At $t = 0$
+# the SNR is about 10,000: the eps loss asks for the clean image to within a hair on nearly clean inputs, a task that
+# matters little to a sample, and a small network trained for minutes spends much of its effort there. Hang et al.
+# (2023) cap the weight of the x0 error at $\gamma$ ("min-SNR-$\gamma$"), which in eps terms is
 #
-# $$w_t = \frac{\min(\mathrm{SNR}_t, \gamma)}{\mathrm{SNR}_t}, \qquad L = \mathbb E_t\big[w_t\,\lVert\varepsilon_\theta - \varepsilon\rVert^2\big], \qquad \gamma = 5 :$$
+# $$w_t = \frac{\min(\mathrm{SNR}_t, \gamma)}{\mathrm{SNR}_t}, \qquad
+#   L = \mathbb E_t\big[w_t\,\lVert\varepsilon_\theta - \varepsilon\rVert^2\big], \qquad \gamma = 5 :$$
 #
-# $w_t = 1$ wherever $\mathrm{SNR}_t \le 5$, and less on the nearly clean steps. It is still eps-prediction with your loss:
-# instead of multiplying each sample's error by $w_t$, draw $t$ with probability $p_t = w_t / \sum_s w_s$. Then
-# $\mathbb E_{t\sim p}[L_t] = \sum_t w_t L_t / \sum_s w_s$, the weighted loss up to a constant factor, and your `eps_loss` stays
-# as it is. (`cu.min_snr_weight` and `cu.min_snr_timesteps` are these two formulas.) What it buys, measured by
-# `benchmarks/bench_objectives.py` (this network for 150 s on 2 cores limited to AVX2, one seed, 100 samples of
-# the respaced DDPM chain, judged as in section 3.5 below): with uniform $t$ 53% of the samples were realistic,
+# $w_t = 1$ wherever $\mathrm{SNR}_t \le 5$, and less on the nearly clean steps. It is still eps-prediction with your
+# loss: instead of multiplying each sample's error by $w_t$, draw $t$ with probability $p_t = w_t / \sum_s w_s$. Then
+# $\mathbb E_{t\sim p}[L_t] = \sum_t w_t L_t / \sum_s w_s$, the weighted loss up to a constant factor, and your
+# `eps_loss` stays as it is. (`cu.min_snr_weight` and `cu.min_snr_timesteps` are these two formulas.) What it buys,
+# measured by `benchmarks/bench_objectives.py` (this network for 150 s on 2 cores limited to AVX2, one seed, 100 samples
+# of the respaced DDPM chain, judged as in section 3.5 below): with uniform $t$ 53% of the samples were realistic,
 # Frechet 479; with min-SNR-5 67%, Frechet 369 (the README has the whole table).
 
 # %%
@@ -147,10 +149,11 @@ assert len(losses) > 0 and losses[-1] < 1.5
 # %% [markdown]
 # ## 3.3 The reverse mean from the predicted noise
 #
-# Substituting $\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\hat\varepsilon)/\sqrt{\bar\alpha_t}$ into the posterior mean of
-# notebook 2 simplifies to
+# Substituting $\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\hat\varepsilon)/\sqrt{\bar\alpha_t}$ into the posterior mean
+# of notebook 2 simplifies to
 #
-# $$\mu_\theta(x_t, t) = \frac{1}{\sqrt{\alpha_t}}\Big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\,\hat\varepsilon\Big).$$
+# $$\mu_\theta(x_t, t) = \frac{1}{\sqrt{\alpha_t}}\Big(x_t -
+# \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\,\hat\varepsilon\Big).$$
 #
 # **Exercise 3.3.** Write `reverse_mean(x_t, t, eps, schedule)`.
 
@@ -170,12 +173,13 @@ checks.check_reverse_mean(reverse_mean)
 # %% [markdown]
 # ### A misprint, and why it matters
 #
-# One of our sources writes the mean as $\frac{1}{\sqrt{\alpha_t}}\big(x_t - \frac{1-\alpha_t}{\sqrt{1-\alpha_t}}\hat\varepsilon\big)$,
-# i.e. with $\sqrt{1-\alpha_t} = \sqrt{\beta_t}$ in the denominator instead of $\sqrt{1-\bar\alpha_t}$. The two agree only
-# at $t = 0$. Elsewhere the misprint removes $\sqrt{\beta_t}$ of noise per step instead of $\beta_t/\sqrt{1-\bar\alpha_t}$,
+# One of our sources writes the mean as
+# $\frac{1}{\sqrt{\alpha_t}}\big(x_t - \frac{1-\alpha_t}{\sqrt{1-\alpha_t}}\hat\varepsilon\big)$, i.e. with
+# $\sqrt{1-\alpha_t} = \sqrt{\beta_t}$ in the denominator instead of $\sqrt{1-\bar\alpha_t}$. The two agree only at
+# $t = 0$. Elsewhere the misprint removes $\sqrt{\beta_t}$ of noise per step instead of $\beta_t/\sqrt{1-\bar\alpha_t}$,
 # that is $\sqrt{1-\bar\alpha_t}/\sqrt{\beta_t}$ times too much: the next cell prints the ratio, above 5 from about
-# $t = 50$ on and up to about 10 in the middle of the chain. Sampling with it still makes a digit, but always the same one:
-# the diversity (mean distance between the evaluator's features of two samples) collapses.
+# $t = 50$ on and up to about 10 in the middle of the chain. Sampling with it still makes a digit, but always the same
+# one: the diversity (mean distance between the evaluator's features of two samples) collapses.
 
 # %%
 t_all = torch.arange(1000)
@@ -204,7 +208,8 @@ def ancestral(mean_fns, n, seed):
         eps = shipped.model(x, t)
         x = torch.cat([fn(xi, ti, ei) for fn, xi, ti, ei in zip(mean_fns, x.chunk(k), t.chunk(k), eps.chunk(k))])
         if t_int > 0:
-            x = x + schedule.posterior_variance[t_int].sqrt() * torch.randn(n, 1, 32, 32, generator=gen).repeat(k, 1, 1, 1)
+            z = torch.randn(n, 1, 32, 32, generator=gen).repeat(k, 1, 1, 1)   # the same noise in every chain
+            x = x + schedule.posterior_variance[t_int].sqrt() * z
     return x.chunk(k)
 
 
@@ -233,10 +238,10 @@ assert spread["misprinted mean"] < 0.5 * spread["correct mean"]
 # $$\hat x_0 = \frac{x_t - \sqrt{1-\bar\alpha_t}\,\hat\varepsilon}{\sqrt{\bar\alpha_t}},\qquad
 #   \hat\varepsilon = \frac{x_t - \sqrt{\bar\alpha_t}\,\hat x_0}{\sqrt{1-\bar\alpha_t}} .$$
 #
-# So an eps-model can be sampled with the x0 formulas and vice versa; the posterior mean from
-# $\hat x_0$ equals the reverse mean from $\hat\varepsilon$. What differs is the error: dividing by $\sqrt{\bar\alpha_t}$
-# (tiny at large $t$) blows up eps errors into x0 errors, and dividing by $\sqrt{1-\bar\alpha_t}$ (tiny at small $t$)
-# blows up x0 errors into eps errors.
+# So an eps-model can be sampled with the x0 formulas and vice versa; the posterior mean from $\hat x_0$ equals the
+# reverse mean from $\hat\varepsilon$. What differs is the error: dividing by $\sqrt{\bar\alpha_t}$ (tiny at large $t$)
+# blows up eps errors into x0 errors, and dividing by $\sqrt{1-\bar\alpha_t}$ (tiny at small $t$) blows up x0 errors
+# into eps errors.
 
 # %%
 x0 = mnist.images[:16]
@@ -252,16 +257,16 @@ print("x0 -> eps -> x0 and the two means agree")
 # ### A third view: the score
 #
 # The best possible noise predictor, the one the eps-MSE is minimised by, is the average noise given $x_t$,
-# $\mathbb E[\varepsilon\mid x_t]$. Tweedie's formula ties it to the *score* $\nabla_x\log p_t(x_t)$, the direction in which the
-# density of noisy data grows fastest:
+# $\mathbb E[\varepsilon\mid x_t]$. Tweedie's formula ties it to the *score* $\nabla_x\log p_t(x_t)$, the direction in
+# which the density of noisy data grows fastest:
 #
 # $$\mathbb E[\varepsilon\mid x_t] = -\sqrt{1-\bar\alpha_t}\;\nabla_{x_t}\log p_t(x_t).$$
 #
-# So an eps-model is a score model in other units, and "adding a classifier's gradient to the score"
-# (notebook 5) is a precise statement about eps. We check the formula where the score is known exactly: the
-# 2-D mixture of notebook 5 (`cu.GaussianMixture2D`). We draw a million pairs $(x_0, \varepsilon)$, form $x_t$, and
-# average $\varepsilon$ over the pairs whose $x_t$ falls near each of a few query points: that is $\mathbb E[\varepsilon\mid x_t]$ by
-# brute force, with no formula. Then we compare it with $-\sqrt{1-\bar\alpha_t}$ times the exact score.
+# So an eps-model is a score model in other units, and "adding a classifier's gradient to the score" (notebook 5) is a
+# precise statement about eps. We check the formula where the score is known exactly: the 2-D mixture of notebook 5
+# (`cu.GaussianMixture2D`). We draw a million pairs $(x_0, \varepsilon)$, form $x_t$, and average $\varepsilon$ over the
+# pairs whose $x_t$ falls near each of a few query points: that is $\mathbb E[\varepsilon\mid x_t]$ by brute force, with
+# no formula. Then we compare it with $-\sqrt{1-\bar\alpha_t}$ times the exact score.
 
 # %%
 toy = cu.GaussianMixture2D(weights=[0.5, 0.3, 0.2])
@@ -279,18 +284,19 @@ for q in queries:
     exact.append(-(1 - ab).sqrt() * toy.score(q[None], torch.tensor([t_toy]), schedule)[0])
 brute, exact = torch.stack(brute), torch.stack(exact)
 for q, b, e in zip(queries.tolist(), brute.tolist(), exact.tolist()):
-    print(f"x_t = ({q[0]:+.1f}, {q[1]:+.1f}): average noise ({b[0]:+.3f}, {b[1]:+.3f}), -sqrt(1 - alpha_bar) score ({e[0]:+.3f}, {e[1]:+.3f})")
+    print(f"x_t = ({q[0]:+.1f}, {q[1]:+.1f}): average noise ({b[0]:+.3f}, {b[1]:+.3f}), "
+          f"-sqrt(1 - alpha_bar) score ({e[0]:+.3f}, {e[1]:+.3f})")
 assert (brute - exact).abs().max() < 0.05
 
 # %% [markdown]
 # **Why following the score denoises: Langevin dynamics.** Take points anywhere and repeat
-# $x \leftarrow x + \tfrac{\delta}{2}\nabla\log p(x) + \sqrt{\delta}\,z$: each step climbs the density a little, and the fresh noise
-# keeps the points from all piling onto the peaks. For small $\delta$ and many steps the points end up distributed
-# as $p$ itself. An ancestral DDPM step has the same shape (a move along the network's score, plus fresh noise)
-# but is not a Langevin step: each step also moves down one noise level, with a size and a noise fixed by the
-# schedule, not chosen to sample one fixed density (annealed Langevin sampling, Song and Ermon's, runs many
-# Langevin steps at each level instead). The picture is the intuition for it, not its derivation. Here: points
-# spread uniformly over the square, 200 Langevin steps with the toy's score at a small noise level.
+# $x \leftarrow x + \tfrac{\delta}{2}\nabla\log p(x) + \sqrt{\delta}\,z$: each step climbs the density a little, and the
+# fresh noise keeps the points from all piling onto the peaks. For small $\delta$ and many steps the points end up
+# distributed as $p$ itself. An ancestral DDPM step has the same shape (a move along the network's score, plus fresh
+# noise) but is not a Langevin step: each step also moves down one noise level, with a size and a noise fixed by the
+# schedule, not chosen to sample one fixed density (annealed Langevin sampling, Song and Ermon's, runs many Langevin
+# steps at each level instead). The picture is the intuition for it, not its derivation. Here: points spread uniformly
+# over the square, 200 Langevin steps with the toy's score at a small noise level.
 
 # %%
 t_small = 10
@@ -370,7 +376,9 @@ for ax, n_steps in zip(axes, [10, 25, 50]):
     seconds = time.perf_counter() - start
     fd = frechet_distance(evaluator_outputs(evaluator, x)[1], real_feats)
     rows.append((n_steps, seconds, fd))
-    cu.show_images(x[:16], nrow=16, ax=ax, title=f"{shipped.label}\nDDIM-{n_steps}: {seconds:.1f} s for 64, Frechet {fd:.0f}")
+    cu.show_images(
+        x[:16], nrow=16, ax=ax, title=f"{shipped.label}\nDDIM-{n_steps}: {seconds:.1f} s for 64, Frechet {fd:.0f}"
+    )
 plt.show()
 for n_steps, seconds, fd in rows:
     print(f"DDIM-{n_steps:3d}: {seconds:5.1f} s for 64 samples, Frechet distance {fd:.0f} (64 samples)")
@@ -382,9 +390,10 @@ assert rows[0][1] < rows[2][1]
 #
 # **The respaced chain.** DDPM with fewer steps keeps only some of the 1,000 timesteps, here 100 evenly spaced ones
 # $t_1 < \dots < t_{100}$, and makes them a chain of its own (Nichol and Dhariwal's respacing): its $\bar\alpha$ at step
-# $k$ is the full schedule's $\bar\alpha_{t_k}$, so its betas are $\beta'_k = 1 - \bar\alpha_{t_k}/\bar\alpha_{t_{k-1}}$, and the
-# model, which knows only the original timesteps, is called with $t_k$. Ancestral sampling then runs on it as on
-# the full chain. The cell below checks that the respaced chain has the same $\bar\alpha$ where it stops.
+# $k$ is the full schedule's $\bar\alpha_{t_k}$, so its betas are
+# $\beta'_k = 1 - \bar\alpha_{t_k}/\bar\alpha_{t_{k-1}}$, and the model, which knows only the original timesteps, is
+# called with $t_k$. Ancestral sampling then runs on it as on the full chain. The cell below checks that the respaced
+# chain has the same $\bar\alpha$ where it stops.
 
 # %%
 kept = sorted(cu.spaced_timesteps(1000, 100))      # the 100 timesteps the chain visits, in increasing order
@@ -397,10 +406,10 @@ assert same and respaced.T == 100
 # %% [markdown]
 # 100 samples of your model and of the shipped one (ancestral DDPM on the respaced chain of 100 steps, the same
 # starting noises), judged in the feature space of the evaluator in two ways:
-# - **realistic**: the fraction of samples that land among real digits: a sample counts when it is at least
-#   as close to some held-out digit as that digit's 3rd-nearest real neighbour is (the "precision" of
-#   Kynkaenniemi et al., 2019). 100 real training digits score about 90%, pure noise about 0% (both printed below). (Why not simply ask
-#   the evaluator how sure it is? It calls pure noise a digit with more than 90% confidence: the printout shows it.)
+# - **realistic**: the fraction of samples that land among real digits: a sample counts when it is at least as close to
+#   some held-out digit as that digit's 3rd-nearest real neighbour is (the "precision" of Kynkaenniemi et al., 2019).
+#   100 real training digits score about 90%, pure noise about 0% (both printed below). (Why not simply ask the
+#   evaluator how sure it is? It calls pure noise a digit with more than 90% confidence: the printout shows it.)
 # - the **Frechet distance** of their features to those of the 1,000 held-out digits, beside the *real-vs-real
 #   value*: 100 real training digits against the same held-out digits. (With only 100 images the real-vs-real
 #   value is far from zero: the distance is biased upward for small samples, so compare with it, not with 0. It
@@ -516,8 +525,10 @@ for loss, (net, pred) in pair.items():
     print(f"U-Net trained with the {loss} ({len(trained):,} steps): DDIM-25 Frechet "
           f"{frechet_distance(feats, real_feats):.0f}, {realistic_fraction(feats, real_feats):.0%} realistic, "
           f"recall {recall_fraction(feats, real_feats):.0%} (64 samples)")
-print(f"64 real training digits: Frechet {real64_fd:.0f}, {realistic_fraction(real64_feats, real_feats):.0%} realistic, "
-      f"recall {recall_fraction(real64_feats, real_feats):.0%}")
+print(
+    f"64 real training digits: Frechet {real64_fd:.0f}, {realistic_fraction(real64_feats, real_feats):.0%} realistic, "
+    f"recall {recall_fraction(real64_feats, real_feats):.0%}"
+)
 
 # %% [markdown]
 # **The shipped pair.** The shipped `ddpm_x0` and `ddpm_eps` (13,000 steps each) differ in two things, not
@@ -543,18 +554,20 @@ assert q_x0["ddpm_x0 DDPM-1000"] < 2 * q_x0["frechet_floor"]
 #
 # ## 3.7 Why x0 and eps differ: what each loss weighs
 #
-# **From the ELBO to the simple loss.** Training maximises a lower bound on $\log p_\theta(x_0)$ whose terms, one
-# per step, are $L_{t} = \mathrm{KL}\big(q(x_{t-1}\mid x_t, x_0)\,\|\,p_\theta(x_{t-1}\mid x_t)\big)$. Both are Gaussians with
-# the same variance $\sigma_t^2$, so $L_t = \lVert\tilde\mu_t - \mu_\theta\rVert^2 / (2\sigma_t^2)$ plus a constant. Write both means with
-# the noise (section 3.3): they differ only in $\varepsilon$ against $\varepsilon_\theta$, and
-# $L_t = \lambda_t\,\lVert\varepsilon - \varepsilon_\theta\rVert^2$ with $\lambda_t = \beta_t^2 / \big(2\sigma_t^2\,\alpha_t\,(1-\bar\alpha_t)\big)$. Ho et al. drop
-# $\lambda_t$ and average over $t$: that is the eps-MSE of section 3.2, the "simple" loss.
+# **From the ELBO to the simple loss.** Training maximises a lower bound on $\log p_\theta(x_0)$ whose terms, one per
+# step, are $L_{t} = \mathrm{KL}\big(q(x_{t-1}\mid x_t, x_0)\,\|\,p_\theta(x_{t-1}\mid x_t)\big)$. Both are Gaussians
+# with the same variance $\sigma_t^2$, so $L_t = \lVert\tilde\mu_t - \mu_\theta\rVert^2 / (2\sigma_t^2)$ plus a
+# constant. Write both means with the noise (section 3.3): they differ only in $\varepsilon$ against
+# $\varepsilon_\theta$, and $L_t = \lambda_t\,\lVert\varepsilon - \varepsilon_\theta\rVert^2$ with
+# $\lambda_t = \beta_t^2 / \big(2\sigma_t^2\,\alpha_t\,(1-\bar\alpha_t)\big)$. Ho et al. drop $\lambda_t$ and average
+# over $t$: that is the eps-MSE of section 3.2, the "simple" loss.
 #
-# **eps-MSE is x0-MSE weighted by the SNR.** From $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon$, an eps guess and an
-# x0 guess determine each other, and their errors are tied:
+# **eps-MSE is x0-MSE weighted by the SNR.** From $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon$,
+# an eps guess and an x0 guess determine each other, and their errors are tied:
 #
 # $$\varepsilon - \hat\varepsilon = \sqrt{\tfrac{\bar\alpha_t}{1-\bar\alpha_t}}\,(\hat x_0 - x_0)
-# \quad\Longrightarrow\quad \lVert\varepsilon - \hat\varepsilon\rVert^2 = \mathrm{SNR}(t)\,\lVert x_0 - \hat x_0\rVert^2.$$
+# \quad\Longrightarrow\quad \lVert\varepsilon - \hat\varepsilon\rVert^2 = \mathrm{SNR}(t)\,\lVert x_0 - \hat
+# x_0\rVert^2.$$
 #
 # One of our sources calls predicting $x_0$ with an MSE against the true $x_0$ "an equivalent formulation" of the
 # eps-MSE. It is not: the two losses have the same minimiser only for a network that can be exactly right at
@@ -619,10 +632,10 @@ for eps_name, x0_name in (("U-Net, eps-MSE (3.6)", "U-Net, x0-MSE (3.6)"), ("shi
 # <details><summary>Answer</summary>A single scalar is hard for a network to use; the multi-frequency code makes
 # nearby t similar and distant t distinguishable, and every block can read it through a linear layer.</details>
 #
-# 2. Derive $\mu_\theta$ from the posterior mean and $\hat x_0(\hat\varepsilon)$. Where does the misprint $\sqrt{1-\alpha_t}$ break?
-# <details><summary>Answer</summary>The x0 coefficient times 1/sqrt(alpha_bar_t) combines with the x_t coefficient
-# to 1/sqrt(alpha_t), and the eps term to beta_t / (sqrt(alpha_t) sqrt(1 - alpha_bar_t)). With sqrt(1 - alpha_t) the
-# noise removed per step is far too large for every t > 0.</details>
+# 2. Derive $\mu_\theta$ from the posterior mean and $\hat x_0(\hat\varepsilon)$. Where does the misprint
+#    $\sqrt{1-\alpha_t}$ break? <details><summary>Answer</summary>The x0 coefficient times 1/sqrt(alpha_bar_t) combines
+#    with the x_t coefficient to 1/sqrt(alpha_t), and the eps term to beta_t / (sqrt(alpha_t) sqrt(1 - alpha_bar_t)).
+#    With sqrt(1 - alpha_t) the noise removed per step is far too large for every t > 0.</details>
 #
 # 3. What does DDIM change and what does it keep?
 # <details><summary>Answer</summary>It keeps the trained network and the marginals q(x_t | x_0); it changes the

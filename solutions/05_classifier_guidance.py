@@ -10,8 +10,8 @@
 #   toy whose exact score is known;
 # - the DDPM mean shift $\mu + s\,\Sigma_t\,\nabla_{x_t}\log p_\phi(y\mid x_t)$ (unconditional mean under `no_grad`,
 #   gradient under `enable_grad`, no noise at $t = 0$);
-# - the same guidance as an eps shift $\hat\varepsilon = \varepsilon - s\sqrt{1-\bar\alpha_t}\,\nabla\log p_\phi$, used by DDIM, and how its
-#   scale relates to the mean-shift scale;
+# - the same guidance as an eps shift $\hat\varepsilon = \varepsilon - s\sqrt{1-\bar\alpha_t}\,\nabla\log p_\phi$, used
+#   by DDIM, and how its scale relates to the mean-shift scale;
 # - a bug in one of our sources, found by its effect; where the gradient is evaluated;
 # - a sweep of scales for one digit, with measured accuracy and diversity, with *your* models from
 #   notebooks 3 and 4 and with the shipped ones.
@@ -36,17 +36,18 @@ schedule = cu.NoiseSchedule(T=1000, kind="linear")
 # Sampling needs the score $\nabla_{x}\log p(x_t)$, which the denoiser provides
 # ($\nabla\log p(x_t) = -\varepsilon_\theta/\sqrt{1-\bar\alpha_t}$). For a class $y$:
 #
-# $$\nabla_{x_t}\log p(x_t\mid y) = \nabla_{x_t}\log p(x_t) + \nabla_{x_t}\log p(y\mid x_t)\quad(\text{the } -\log p(y) \text{ term has no gradient}).$$
+# $$\nabla_{x_t}\log p(x_t\mid y) = \nabla_{x_t}\log p(x_t) + \nabla_{x_t}\log p(y\mid x_t)\quad(\text{the } -\log p(y)
+# \text{ term has no gradient}).$$
 #
 # Guidance multiplies the classifier term by a scale $s$. At every noise level the sampler then follows the score of
-# $p_t(x_t)\,p_t(y\mid x_t)^s$: $s = 1$ is the true conditional, and with the exact scores and small enough steps
-# the samples come from $p(x\mid y)$ (with a learned model, a learned classifier and a few dozen steps they need not:
-# Dhariwal and Nichol found $s = 1$ too weak for their classifier, and so will we);
-# $s = 0$ ignores the classifier; $s > 1$ sharpens the classifier's vote (an inverse temperature) and
-# concentrates samples where the classifier is surest, while $0 < s < 1$ flattens it. The target people write for
-# $s \ne 1$ is $p(x)\,p(y\mid x)^s$ on clean images, but that is only approximate: the noised version of the product
-# $p(x)\,p(y\mid x)^s$ is not the product of the noised factors $p_t(x_t)\,p_t(y\mid x_t)^s$ (except at $s = 0$ and
-# $s = 1$), so each step follows a slightly different density from the one we name. The end of this section measures how much.
+# $p_t(x_t)\,p_t(y\mid x_t)^s$: $s = 1$ is the true conditional, and with the exact scores and small enough steps the
+# samples come from $p(x\mid y)$ (with a learned model, a learned classifier and a few dozen steps they need not:
+# Dhariwal and Nichol found $s = 1$ too weak for their classifier, and so will we); $s = 0$ ignores the classifier;
+# $s > 1$ sharpens the classifier's vote (an inverse temperature) and concentrates samples where the classifier is
+# surest, while $0 < s < 1$ flattens it. The target people write for $s \ne 1$ is $p(x)\,p(y\mid x)^s$ on clean images,
+# but that is only approximate: the noised version of the product $p(x)\,p(y\mid x)^s$ is not the product of the noised
+# factors $p_t(x_t)\,p_t(y\mid x_t)^s$ (except at $s = 0$ and $s = 1$), so each step follows a slightly different
+# density from the one we name. The end of this section measures how much.
 #
 # A 2-D mixture of three Gaussian "classes" lets us see this exactly: its noisy density, score and classifier
 # have closed forms (`cu.GaussianMixture2D`).
@@ -78,10 +79,10 @@ assert fractions[0] < 0.3 and fractions[1] > 0.95 and fractions[3] >= fractions[
 # The top row is the density $p(x)\,p(y\mid x)^s$ we name; the bottom row what guided sampling with the exact score
 # and the exact classifier *gives*. At $s = 1$ only class 2 remains, with its full spread.
 #
-# How close are they for $s \ne 1$? On the toy the named target can be sampled exactly: draw $x$ from $p(x)$ and
-# keep it with probability $p(y\mid x)^s$ (at most 1, so this is plain rejection sampling). We compare the two
-# sample sets by their energy distance, $2\,\mathbb E\lVert a-b\rVert - \mathbb E\lVert a-a'\rVert - \mathbb E\lVert b-b'\rVert$,
-# which is 0 only for equal distributions, beside the distance between two exact sample sets (the floor).
+# How close are they for $s \ne 1$? On the toy the named target can be sampled exactly: draw $x$ from $p(x)$ and keep it
+# with probability $p(y\mid x)^s$ (at most 1, so this is plain rejection sampling). We compare the two sample sets by
+# their energy distance, $2\,\mathbb E\lVert a-b\rVert - \mathbb E\lVert a-a'\rVert - \mathbb E\lVert b-b'\rVert$, which
+# is 0 only for equal distributions, beside the distance between two exact sample sets (the floor).
 
 # %%
 def sample_tilted(n, y, s, generator):
@@ -148,13 +149,13 @@ checks.check_classifier_grad(grad_log_p)
 # shifted mean: $x_{t-1}\sim\mathcal N(\mu + s\,\Sigma_t\,g,\ \Sigma_t)$, with $\Sigma_t$ the variance of the step
 # (here the posterior variance $\tilde\beta_t$).
 #
-# The "approximately" carries an assumption. The guided step's density is the Gaussian step times
-# $p(y\mid x_{t-1})^s$; they expand $\log p(y\mid x_{t-1})$ to first order around $\mu$,
-# $\log p(y\mid x_{t-1}) \approx \log p(y\mid\mu) + (x_{t-1} - \mu)^\top g$, and a Gaussian times $e^{s\,(x-\mu)^\top g}$ is the same
-# Gaussian with its mean moved by $s\,\Sigma_t\,g$. The first-order expansion holds only where $\log p(y\mid x)$ is
-# nearly linear over the step's spread $\sqrt{\Sigma_t}$. A large $s$ moves the mean far, out of that region, and
-# few large steps (a respaced chain has a larger $\Sigma_t$ per step) widen it: both are where the approximation,
-# and the guidance it gives, can break.
+# The "approximately" carries an assumption. The guided step's density is the Gaussian step times $p(y\mid x_{t-1})^s$;
+# they expand $\log p(y\mid x_{t-1})$ to first order around $\mu$,
+# $\log p(y\mid x_{t-1}) \approx \log p(y\mid\mu) + (x_{t-1} - \mu)^\top g$, and a Gaussian times
+# $e^{s\,(x-\mu)^\top g}$ is the same Gaussian with its mean moved by $s\,\Sigma_t\,g$. The first-order expansion holds
+# only where $\log p(y\mid x)$ is nearly linear over the step's spread $\sqrt{\Sigma_t}$. A large $s$ moves the mean
+# far, out of that region, and few large steps (a respaced chain has a larger $\Sigma_t$ per step) widen it: both are
+# where the approximation, and the guidance it gives, can break.
 #
 # **Exercise 5.2.** Write `shift_mean(mean, variance, grad, scale)`.
 
@@ -194,7 +195,9 @@ def guided_ddpm(eps_model, classifier, n, y, scale, generator, grad_at_mean=Fals
     return x
 
 
-ours = guided_ddpm(toy.eps_model(schedule), toy.classifier(schedule), 500, target, 3.0, torch.Generator().manual_seed(7))
+ours = guided_ddpm(
+    toy.eps_model(schedule), toy.classifier(schedule), 500, target, 3.0, torch.Generator().manual_seed(7)
+)
 package = cu.ddpm_sample(toy.eps_model(schedule), schedule, (500, 2), y=target, classifier=toy.classifier(schedule),
                          classifier_scale=3.0, generator=torch.Generator().manual_seed(7), progress=False)
 print("largest difference from cu.ddpm_sample:", (ours - package).abs().max().item())
@@ -203,17 +206,18 @@ assert torch.allclose(ours, package, atol=1e-4)
 # %% [markdown]
 # ## 5.4 The same guidance as a shift of the noise
 #
-# Since $\nabla\log p(x_t) = -\varepsilon/\sqrt{1-\bar\alpha_t}$, adding $s\,g$ to the score is subtracting $s\sqrt{1-\bar\alpha_t}\,g$ from
-# the noise prediction (Dhariwal and Nichol, Algorithm 2):
+# Since $\nabla\log p(x_t) = -\varepsilon/\sqrt{1-\bar\alpha_t}$, adding $s\,g$ to the score is subtracting
+# $s\sqrt{1-\bar\alpha_t}\,g$ from the noise prediction (Dhariwal and Nichol, Algorithm 2):
 #
 # $$\hat\varepsilon = \varepsilon_\theta(x_t) - s\sqrt{1-\bar\alpha_t}\,\nabla_{x_t}\log p_\phi(y\mid x_t).$$
 #
-# **Two misprints in our sources.** The guidance slides among our sources write this line twice, wrong both
-# times. One slide writes $\hat\varepsilon = \varepsilon_\theta(x_t) - \gamma\,\nabla_{x_t}\log p(y\mid x_t)$, without $\sqrt{1-\bar\alpha_t}$: but
-# the gradient is a score, and a score becomes a noise prediction only times $-\sqrt{1-\bar\alpha_t}$, as the model's own
-# does. Without the factor the guidance is too strong by $1/\sqrt{1-\bar\alpha_t}$, most of all at the last steps
-# (the next cell prints how much). Their Algorithm 2 has the factor but drops the scale: its $\hat\varepsilon$ line has no
-# $s$, though its heading says "given gradient scale $s$", so as written it always guides with $s = 1$.
+# **Two misprints in our sources.** The guidance slides among our sources write this line twice, wrong both times. One
+# slide writes $\hat\varepsilon = \varepsilon_\theta(x_t) - \gamma\,\nabla_{x_t}\log p(y\mid x_t)$, without
+# $\sqrt{1-\bar\alpha_t}$: but the gradient is a score, and a score becomes a noise prediction only times
+# $-\sqrt{1-\bar\alpha_t}$, as the model's own does. Without the factor the guidance is too strong by
+# $1/\sqrt{1-\bar\alpha_t}$, most of all at the last steps (the next cell prints how much). Their Algorithm 2 has the
+# factor but drops the scale: its $\hat\varepsilon$ line has no $s$, though its heading says "given gradient scale $s$",
+# so as written it always guides with $s = 1$.
 
 # %%
 factor = 1 / (1 - schedule.alpha_bars).sqrt()
@@ -238,9 +242,10 @@ assert 1.0 < ratio[499] < 1.02 and ratio[0] > 1.5
 # %% [markdown]
 # ## 5.5 Guided DDIM
 #
-# DDIM has no sampling variance to scale a mean shift by, so it uses the eps form: shift $\varepsilon$, then take
-# the ordinary DDIM step with $\hat\varepsilon$ in *both* places,
-# $x_{t'} = \sqrt{\bar\alpha_{t'}}\,\hat x_0(\hat\varepsilon) + \sqrt{1-\bar\alpha_{t'}}\,\hat\varepsilon$ (here $\eta = 0$).
+# DDIM has no sampling variance to scale a mean shift by, so it uses the eps form: shift $\varepsilon$, then take the
+# ordinary DDIM step with $\hat\varepsilon$ in *both* places,
+# $x_{t'} = \sqrt{\bar\alpha_{t'}}\,\hat x_0(\hat\varepsilon) + \sqrt{1-\bar\alpha_{t'}}\,\hat\varepsilon$ (here
+# $\eta = 0$).
 #
 # **Exercise 5.3.** Write `guided_ddim_step(x_t, t, t_prev, eps, grad, scale, schedule)` for integer timesteps;
 # `t_prev = -1` is the end, where $\bar\alpha = 1$. Do not clamp $\hat x_0$ here: the formula above has no clamp
@@ -274,7 +279,9 @@ def guided_ddim(eps_model, classifier, n, y, scale, generator, steps=50, step_fn
     return x
 
 
-ours = guided_ddim(toy.eps_model(schedule), toy.classifier(schedule), 500, target, 3.0, torch.Generator().manual_seed(8))
+ours = guided_ddim(
+    toy.eps_model(schedule), toy.classifier(schedule), 500, target, 3.0, torch.Generator().manual_seed(8)
+)
 package = cu.ddim_sample(toy.eps_model(schedule), schedule, (500, 2), y=target, classifier=toy.classifier(schedule),
                          classifier_scale=3.0, steps=50, generator=torch.Generator().manual_seed(8), progress=False)
 assert torch.allclose(ours, package, atol=1e-4)
@@ -366,8 +373,8 @@ assert backward_error is not None and 0.3 < outside < 0.34
 # ## 5.7 Where is the gradient evaluated?
 #
 # Our sampler evaluates $g$ at $x_t$, the input of the step. Dhariwal and Nichol's derivation expands
-# $\log p_\phi(y\mid x_{t-1})$ around $x_{t-1} = \mu$, so strictly $g$ is taken at the mean $\mu$ (with the classifier told
-# $t-1$). Since $\mu$ and $x_t$ differ by a small step, the two agree closely; measured on the toy:
+# $\log p_\phi(y\mid x_{t-1})$ around $x_{t-1} = \mu$, so strictly $g$ is taken at the mean $\mu$ (with the classifier
+# told $t-1$). Since $\mu$ and $x_t$ differ by a small step, the two agree closely; measured on the toy:
 
 # %%
 for where, at_mean in [("at x_t", False), ("at the mean", True)]:
@@ -401,8 +408,11 @@ whose = " guided by ".join(m.label for m in models.values())
 evaluator = cu.load_pretrained("evaluator", device="cpu").model
 y_all = torch.arange(10).repeat_interleave(cu.sample_count(10))   # 10 of each digit (fewer in fast mode)
 scales = [0.0, 10.0, 20.0, 40.0, 80.0, 160.0]
-samplers = {"DDIM-25": ("classifier-ddim", {"steps": 25}), "DDIM-25 eta 1": ("classifier-ddim", {"steps": 25, "eta": 1.0}),
-            "DDPM-25": ("classifier-ddpm", {"ddpm_steps": 25})}
+samplers = {
+    "DDIM-25": ("classifier-ddim", {"steps": 25}),
+    "DDIM-25 eta 1": ("classifier-ddim", {"steps": 25, "eta": 1.0}),
+    "DDPM-25": ("classifier-ddpm", {"ddpm_steps": 25}),
+}
 cg_sweep, unguided = {name: {} for name in samplers}, {}
 print(f"{'s':>5} | " + " | ".join(f"{name:>13}: accuracy, diversity" for name in samplers))
 for s in scales:
@@ -427,11 +437,17 @@ assert all(cg_sweep[name][0.0]["accuracy"] < 0.3 for name in samplers)   # ungui
 trained_enough = all(cu.trained_enough(m) for m in models.values())
 if trained_enough:
     assert all(cg_sweep[name][best[name]]["accuracy"] >= 0.6 for name in samplers)
-scale_for = {name: next(s for s in scales if cg_sweep[name][s]["accuracy"] >= 0.8 * cg_sweep[name][best[name]]["accuracy"])
-             for name in samplers}
-print("the scale we choose for each sampler, the smallest reaching 80% of its highest accuracy, and what it gives: "
-      + "; ".join(f"{name} s = {s:g}: {cg_sweep[name][s]['accuracy']:.0%}, diversity {cg_sweep[name][s]['diversity']:.1f}"
-                  for name, s in scale_for.items()))
+scale_for = {
+    name: next(s for s in scales if cg_sweep[name][s]["accuracy"] >= 0.8 * cg_sweep[name][best[name]]["accuracy"])
+    for name in samplers
+}
+print(
+    "the scale we choose for each sampler, the smallest reaching 80% of its highest accuracy, and what it gives: "
+    + "; ".join(
+        f"{name} s = {s:g}: {cg_sweep[name][s]['accuracy']:.0%}, diversity {cg_sweep[name][s]['diversity']:.1f}"
+        for name, s in scale_for.items()
+    )
+)
 at10 = {name: cg_sweep[name][10.0]["accuracy"] for name in samplers}
 print(f"at s = 10: fresh noise alone (DDIM-25, eta 0 -> 1) takes the accuracy from {at10['DDIM-25']:.0%} to "
       f"{at10['DDIM-25 eta 1']:.0%}; the mean shift in place of the eps shift (DDIM-25 eta 1 -> DDPM-25, the same "

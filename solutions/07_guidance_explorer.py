@@ -43,13 +43,14 @@ explorer
 # The explorer's logic is plain functions; here they check what the widget shows (run in the tests):
 
 # %%
+from dataclasses import replace
+
 from course_utils import widgets
 
 shown = explorer.current()
 assert explorer.shown == shown and "accuracy" in explorer.label.value
-stronger = widgets.result_for(Setting(shown.method, shown.digit, 4.0, shown.seed, shown.steps), explorer.models, explorer.cache)
-none = widgets.result_for(Setting(shown.method, shown.digit, 0.0, shown.seed, shown.steps), explorer.models, explorer.cache)
-at_one = widgets.result_for(Setting(shown.method, shown.digit, 1.0, shown.seed, shown.steps), explorer.models, explorer.cache)
+stronger, none, at_one = (widgets.result_for(replace(shown, scale=s), explorer.models, explorer.cache)
+                          for s in (4.0, 0.0, 1.0))   # the shown setting at other scales
 for s, r in ((0, none), (1, at_one), (4, stronger)):
     print(f"scale {s}: accuracy {r['accuracy']:.0%}, diversity {r['diversity']:.1f}")
 assert stronger["accuracy"] > none["accuracy"]

@@ -15,8 +15,15 @@ from torch.distributed.elastic.multiprocessing.errors import record
 
 from course_utils import Budget, NoiseSchedule, fit
 from course_utils.distributed import join, leave, per_process_batch
-from course_utils.recipes import (load_training_data, lr_shape, recipe_for, recipe_loss, resume_run, save_checkpoint,
-                                  start_run)
+from course_utils.recipes import (
+    load_training_data,
+    lr_shape,
+    recipe_for,
+    recipe_loss,
+    resume_run,
+    save_checkpoint,
+    start_run,
+)
 
 BUDGET_STEPS = 1000  # the budget the checkpoints are written for (the runs stop earlier, at STEPS)
 

@@ -99,7 +99,8 @@ def _drive(page, url, token):
             page.locator(".jp-Notebook").first.click()
             page.get_by_role("menuitem", name="Run").first.click()
             page.get_by_text("Run All Cells", exact=True).click()
-            page.wait_for_selector(".widget-html-content:has-text('accuracy')", timeout=int(os.environ.get('COURSE_BROWSER_TIMEOUT', '180')) * 1000)
+            seconds = int(os.environ.get("COURSE_BROWSER_TIMEOUT", "180"))
+            page.wait_for_selector(".widget-html-content:has-text('accuracy')", timeout=seconds * 1000)
             before = _state(page)
             assert before[0] and "scale 1" in before[1]
             slider = page.locator(".widget-slider", has=page.locator("label", has_text="scale")).first

@@ -14,8 +14,9 @@ from course_utils import checks
 from course_utils.checks import CheckFailed
 
 CHECKS = {
-    "1.1": checks.check_q_sample, "1.2": checks.check_snr, "2.1": checks.check_time_map, "2.2": checks.check_posterior_mean,
-    "2.3": checks.check_ddpm_step, "3.1": checks.check_sinusoidal_embedding, "3.2": checks.check_eps_loss,
+    "1.1": checks.check_q_sample, "1.2": checks.check_snr, "2.1": checks.check_time_map,
+    "2.2": checks.check_posterior_mean, "2.3": checks.check_ddpm_step, "3.1": checks.check_sinusoidal_embedding,
+    "3.2": checks.check_eps_loss,
     "3.3": checks.check_reverse_mean, "4.1": checks.check_add_time_embedding, "4.2": checks.check_classifier_loss,
     "5.1": checks.check_classifier_grad, "5.2": checks.check_guided_mean, "5.3": checks.check_guided_ddim_step,
     "6.1": checks.check_drop_labels, "6.2": checks.check_cfg_eps,
@@ -150,7 +151,8 @@ MISTAKES = [
     ("1.1", "coefficients swapped", lambda x0, t, e, s: q_sample(e, t, x0, s), "swapped"),
     ("1.1", "noise scaled by sqrt(beta_t)", lambda x0, t, e, s: col(s.alpha_bars[t], x0).sqrt() * x0
      + col(s.betas[t], x0).sqrt() * e, "sqrt\\(beta_t\\)"),
-    ("1.1", "no reshape of alpha_bars[t]", lambda x0, t, e, s: s.alpha_bars[t].sqrt() * x0, "reshaped to \\[B, 1, 1, 1\\]"),
+    ("1.1", "no reshape of alpha_bars[t]", lambda x0, t, e, s: s.alpha_bars[t].sqrt() * x0,
+     "reshaped to \\[B, 1, 1, 1\\]"),
     ("1.1", "float64 coefficients", lambda x0, t, e, s: q_sample(x0, t, e, s).double(), "dtype"),
     ("1.1", "draws its own noise", q_sample_fresh_noise, "different results"),
     # 1.2 snr(alpha_bars)
@@ -178,8 +180,8 @@ MISTAKES = [
      "NaN or inf|1 - alpha_bar_t"),
     ("2.2", "no reshape", lambda x0, xt, t, s: s.alpha_bars_prev[t].sqrt() * x0, "reshaped to \\[B, 1, 1, 1\\]"),
     # 2.3 ddpm_step(x_t, t, x0_hat, schedule, noise)
-    ("2.3", "variance for the standard deviation", lambda xt, t, x0, s, z: ddpm_step(xt, t, x0, s, z, scale=lambda v: v),
-     "standard deviation"),
+    ("2.3", "variance for the standard deviation",
+     lambda xt, t, x0, s, z: ddpm_step(xt, t, x0, s, z, scale=lambda v: v), "standard deviation"),
     ("2.3", "beta_t for the posterior variance, noise at t = 0 too",
      lambda xt, t, x0, s, z: ddpm_step(xt, t, x0, s, z, var=lambda s, t: s.betas[t], noise_from=0), "not beta_t"),
     ("2.3", "posterior_variance[t - 1]", lambda xt, t, x0, s, z: ddpm_step(
@@ -255,7 +257,8 @@ MISTAKES = [
     ("5.3", "1 - alpha_bar_t without sqrt",
      lambda x, t, tp, e, g, c, s: guided_ddim(x, t, tp, e, g, c, s, shift=lambda s, t: 1 - s.alpha_bars[t]),
      "square root is missing"),
-    ("5.3", "shifts x_t", lambda x, t, tp, e, g, c, s: guided_ddim(x, t, tp, e, g, c, s, shift_x=True), "shift eps, not x_t"),
+    ("5.3", "shifts x_t", lambda x, t, tp, e, g, c, s: guided_ddim(x, t, tp, e, g, c, s, shift_x=True),
+     "shift eps, not x_t"),
     ("5.3", "eps_hat only in x0_hat",
      lambda x, t, tp, e, g, c, s: guided_ddim(x, t, tp, e, g, c, s, direction_plain=True), "both places"),
     ("5.3", "alpha_bars[-1] at the last step",
@@ -263,13 +266,14 @@ MISTAKES = [
     ("5.3", "alpha_bars[0] at the last step",
      lambda x, t, tp, e, g, c, s: guided_ddim(x, t, tp, e, g, c, s, prev_index=lambda t, tp: max(tp, 0)),
      "not alpha_bars\\[0\\]"),
-    ("5.3", "steps to t - 1", lambda x, t, tp, e, g, c, s: guided_ddim(x, t, tp, e, g, c, s, prev_index=lambda t, tp: t - 1),
-     "not of t - 1"),
+    ("5.3", "steps to t - 1",
+     lambda x, t, tp, e, g, c, s: guided_ddim(x, t, tp, e, g, c, s, prev_index=lambda t, tp: t - 1), "not of t - 1"),
     # 6.1 drop_labels(y, p_uncond, null_label, u)
     ("6.1", "keeps with probability p", lambda y, p, n, u: torch.where(u >= p, torch.full_like(y, n), y),
      "probability 1 - p"),
     ("6.1", "drops to class 0", lambda y, p, n, u: torch.where(u < p, torch.zeros_like(y), y), "not class 0"),
-    ("6.1", "u > 1 - p", lambda y, p, n, u: torch.where(u > 1 - p, torch.full_like(y, n), y), "use the u you are given"),
+    ("6.1", "u > 1 - p", lambda y, p, n, u: torch.where(u > 1 - p, torch.full_like(y, n), y),
+     "use the u you are given"),
     ("6.1", "whole batch at once", whole_batch_dropout, "whole batch|no label was dropped"),
     ("6.1", "float labels", lambda y, p, n, u: torch.where(u < p, float(n), y.float()), "integers"),
     ("6.1", "nothing dropped", lambda y, p, n, u: y.clone(), "no label was dropped"),
@@ -353,7 +357,8 @@ CORRECT = [
     ("4.1", "view(B, C, 1, 1)", lambda h, e, p: h + p(e).view(h.shape[0], h.shape[1], 1, 1)),
     ("4.1", "unsqueeze twice", lambda h, e, p: h + p(e).unsqueeze(-1).unsqueeze(-1)),
     ("4.1", "in place on a copy", lambda h, e, p: h.clone().add_(p(e)[..., None, None])),
-    ("4.2", "nll_loss of log_softmax", lambda c, x0, y, t, e, s: F.nll_loss(F.log_softmax(c(s.q_sample(x0, t, e), t), 1), y)),
+    ("4.2", "nll_loss of log_softmax",
+     lambda c, x0, y, t, e, s: F.nll_loss(F.log_softmax(c(s.q_sample(x0, t, e), t), 1), y)),
     ("4.2", "gather written out", lambda c, x0, y, t, e, s: -F.log_softmax(c(s.q_sample(x0, t, e), t), 1).gather(
         1, y[:, None]).mean()),
     ("5.1", "gather and autograd.grad", lambda c, x, t, y: grad_log_p(c, x, t, y)),
@@ -402,7 +407,8 @@ def test_checks_catch_and_name_the_mistakes_and_accept_correct_rewrites(capsys):
     with capsys.disabled():
         print("\n" + "\n".join(rows))
         print(f"mistakes: {len(MISTAKES)}, caught {caught} ({caught / len(MISTAKES):.0%}), named {named} "
-              f"({named / len(MISTAKES):.0%}); correct rewrites: {len(CORRECT)}, accepted {len(CORRECT) - len(rejected)}")
+              f"({named / len(MISTAKES):.0%}); correct rewrites: {len(CORRECT)}, "
+              f"accepted {len(CORRECT) - len(rejected)}")
     assert not rejected, rejected
     assert caught == named == len(MISTAKES), "\n".join(
         r for r in rows if "MISSED" in r or " -  " in r)

@@ -53,7 +53,8 @@ def factor_value(f, s, t, inputs, style):
         i = t + shift
         if name == "alpha_bars":   # index -1 is the clean end, alpha_bar = 1
             padded = torch.cat([torch.ones(1), table])
-            v = padded.gather(0, (i + 1).clamp(0, len(table))) if style == "gather" else padded[(i + 1).clamp(0, len(table))]
+            index = (i + 1).clamp(0, len(table))
+            v = padded.gather(0, index) if style == "gather" else padded[index]
         else:
             v = table[i.clamp(0, len(table) - 1)]
     else:
@@ -106,7 +107,8 @@ def as_student(exercise, terms, style="index"):
             terms, None, None, {"mean": mean, "grad": grad, "variance": var.flatten(), "scale": torch.tensor(scale)},
             style)
     if exercise == "6.2":
-        return lambda u, c, scale: weighted_sum(terms, None, None, {"u": u, "c": c, "scale": torch.tensor(scale)}, style)
+        return lambda u, c, scale: weighted_sum(terms, None, None, {"u": u, "c": c, "scale": torch.tensor(scale)},
+                                                style)
     raise KeyError(exercise)
 
 
@@ -187,7 +189,8 @@ def knob_mutants():
     for what, f in [("T - 1", lambda t, T: t.float() / (T - 1)), ("T + 1", lambda t, T: t.float() / (T + 1)),
                     ("not divided", lambda t, T: t.float()), ("squared", lambda t, T: (t.float() / T) ** 2),
                     ("square-rooted", lambda t, T: (t.float() / T) ** 0.5), ("sign", lambda t, T: -t.float() / T),
-                    ("T / t", lambda t, T: T / (t.float() + 1)), ("first t for all", lambda t, T: t[:1].float().expand(len(t)) / T)]:
+                    ("T / t", lambda t, T: T / (t.float() + 1)),
+                    ("first t for all", lambda t, T: t[:1].float().expand(len(t)) / T)]:
         out.append(("2.1", f"time map {what}",
                     lambda t, T, x, f=f: f(t, T).reshape(-1, 1, 1, 1).expand(-1, 1, *x.shape[-2:]).contiguous()))
     # 3.1 embedding: frequency rule, order, layout
@@ -208,7 +211,8 @@ def knob_mutants():
         out.append(("6.1", f"dropout where u {op} {thr}", lambda y, p, n, u, f=f, thr=thr: torch.where(
             f(u, p if thr == "p" else 1 - p), torch.full_like(y, n), y)))
     for what, v in (("class 0", 0), ("null - 1", NULL_LABEL - 1), ("-1", -1)):
-        out.append(("6.1", f"dropout writes {what}", lambda y, p, n, u, v=v: torch.where(u < p, torch.full_like(y, v), y)))
+        out.append(("6.1", f"dropout writes {what}",
+                    lambda y, p, n, u, v=v: torch.where(u < p, torch.full_like(y, v), y)))
     out.append(("6.1", "dropout by u[0]", lambda y, p, n, u: torch.full_like(y, n) if u[0] < p else y.clone()))
     # 5.1 gradient: objective, reduction, sign
     for obj, red, sign in itertools.product(("log_softmax", "softmax", "logit"), ("sum", "mean"), (1, -1)):
@@ -234,7 +238,8 @@ def knob_mutants():
     out.append(("4.2", "classifier loss on clean x0", lambda c, x0, y, t, e, s: F.cross_entropy(c(x0, t), y)))
     # 4.1 time embedding
     for what, f in [("h dropped", lambda h, p: p.expand_as(h)), ("multiplied", lambda h, p: h * p),
-                    ("subtracted", lambda h, p: h - p), ("doubled", lambda h, p: h + 2 * p), ("h doubled", lambda h, p: 2 * h + p)]:
+                    ("subtracted", lambda h, p: h - p), ("doubled", lambda h, p: h + 2 * p),
+                    ("h doubled", lambda h, p: 2 * h + p)]:
         out.append(("4.1", f"time embedding {what}", lambda h, e, proj, f=f: f(h, proj(e)[:, :, None, None])))
     return out
 
@@ -325,7 +330,8 @@ def test_mechanical_mutants_are_caught_and_named_and_never_misleading(capsys):
     rows, table, slowest = [], {}, (0.0, "")
     for ex, what, fn, must, must_not in all_mutants():
         message, took = run(ex, fn)
-        assert message is None or " raised " not in message.splitlines()[0], (ex, what, message)  # a mutant must compute
+        # a mutant must compute
+        assert message is None or " raised " not in message.splitlines()[0], (ex, what, message)
         named, misleading = score(message, must, must_not)
         caught = message is not None
         slowest = max(slowest, (took, f"{ex} {what}"))

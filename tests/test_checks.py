@@ -161,7 +161,8 @@ def test_check_reverse_mean(variant, hint):
     (lambda h, e, p: h + p(e)[:, :, None, None], None),
     (lambda h, e, p: h + e[:, :h.shape[1], None, None], "project"),
     (lambda h, e, p: h * p(e)[:, :, None, None], "do not multiply"),
-    (lambda h, e, p: h + p(e)[:, None, :, None], "raised RuntimeError(.|\\n)*index it as proj\\(emb\\)\\[:, :, None, None\\]"),
+    (lambda h, e, p: h + p(e)[:, None, :, None],
+     "raised RuntimeError(.|\\n)*index it as proj\\(emb\\)\\[:, :, None, None\\]"),
 ])
 def test_check_add_time_embedding(fn, hint):
     run(checks.check_add_time_embedding, fn, hint)

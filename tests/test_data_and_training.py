@@ -2,8 +2,16 @@ import pytest
 import torch
 
 import course_utils.core.data as data_mod
-from course_utils import (EMA, MLPDenoiser, NoiseSchedule, NoisyClassifier, denoiser_loss, load_mnist,
-                          train_classifier, train_denoiser)
+from course_utils import (
+    EMA,
+    MLPDenoiser,
+    NoiseSchedule,
+    NoisyClassifier,
+    denoiser_loss,
+    load_mnist,
+    train_classifier,
+    train_denoiser,
+)
 
 
 def test_offline_mnist_is_real_padded_and_scaled(capsys):

@@ -88,7 +88,9 @@ def test_report_table_gives_mean_and_spread_beside_the_real_vs_real_values_and_s
               "choices": {"cfg-ddim": choices}}
     text = report_markdown(report)
     assert "Frechet 9.00 +- 0.00, precision 90.0% +- 0.0%, recall 85.0% +- 0.0%" in text
-    assert "| classifier-free guidance, DDIM | 1 | 70.0% +- 0.0% | 30.00 +- 1.41 | 80.0% +- 0.0% | 50.0% +- 1.4% |" in text
+    assert (
+        "| classifier-free guidance, DDIM | 1 | 70.0% +- 0.0% | 30.00 +- 1.41 | 80.0% +- 0.0% | 50.0% +- 1.4% |" in text
+    )
     assert "| classifier-free guidance, DDIM | 2 | 85.0% +- 0.0% | 10.00 +- 1.41 | 4 | 95.0% +- 0.0% |" in text
 
 
@@ -125,9 +127,26 @@ def test_quality_report_runs_every_method_at_equal_steps_per_seed_and_resumes_wi
     assert row["scale"] == 2.0 and row["seeds"] == 2 and {"frechet_sd", "recall", "precision"} <= set(row)
     assert report["real"]["seeds"] == 2 and report["n"] == report["n_reference"] == 10
     assert set(report["choices"]) == set(scales) and "reaches target" in report["choices"]["cfg-ddim"]
+    figure = evaluation.plot_report(report)         # one line with error bars per method, in each of 4 panels
+    assert len(figure.axes) == 5 and all(len(ax.containers) == 3 for ax in figure.axes[:4])
     monkeypatch.setattr(evaluation, "generate", lambda *a, **k: pytest.fail("a saved row was measured again"))
     again = evaluation.quality_report(**kw)
     assert again["sweeps"] == report["sweeps"]
+
+    import shutil
+
+    from course_utils.cli import update_manifest_quality
+    from course_utils.pretrained import WEIGHTS_DIR, read_info
+    for entry in WEIGHTS_DIR.glob("*.json"):
+        shutil.copy(entry, tmp_path / entry.name)
+    update_manifest_quality(report, weights_dir=tmp_path)
+    guided = read_info("noisy_classifier", tmp_path)["quality"]
+    assert guided["sweeps"]["classifier-ddpm"][1]["scale"] == 2.0 and guided["steps"] == 3
+    assert set(guided["classifier-ddim"]) == {"lowest frechet", "reaches target"} and guided["seeds"] == [0, 1]
+    assert set(read_info("cfg_eps", tmp_path)["quality"]["sweeps"]) == {"cfg-ddim"}
+    unguided = read_info("ddpm_x0", tmp_path)["quality"]
+    assert set(unguided) >= {"ddpm_x0 DDPM-3", "ddpm_x0 DDIM-3", "real_vs_real"} and "ddpm_eps DDIM-3" not in unguided
+    assert read_info("ddpm_x0")["quality"] != unguided          # the shipped manifest is left alone
 
 
 def test_trade_off_rows_follow_the_scales_and_guidance_raises_accuracy():

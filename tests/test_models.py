@@ -2,8 +2,16 @@
 import pytest
 import torch
 
-from course_utils import (EpsUNet, Evaluator, MLPDenoiser, NoisyClassifier, TimeMapUNet, count_parameters,
-                          sinusoidal_embedding, time_map)
+from course_utils import (
+    EpsUNet,
+    Evaluator,
+    MLPDenoiser,
+    NoisyClassifier,
+    TimeMapUNet,
+    count_parameters,
+    sinusoidal_embedding,
+    time_map,
+)
 
 
 def test_sinusoidal_embedding_formula():

@@ -77,8 +77,8 @@ def test_course_command_runs_a_notebook_headless_over_local_sockets(tmp_path):
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "course_utils", "course", "--out", str(tmp_path), "01_forward_noising"],
-                          capture_output=True, text=True, timeout=600)
+    command = [sys.executable, "-m", "course_utils", "course", "--out", str(tmp_path), "01_forward_noising"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = json.loads((tmp_path / "timings.json").read_text())
     assert [r["notebook"] for r in rows] == ["01_forward_noising"] and rows[0]["figures"] >= 2

@@ -2,8 +2,16 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from course_utils import (NoiseSchedule, image_grid, plot_losses, plot_schedules, plot_trajectory, record_trajectory,
-                          sampling_steps, show_images)
+from course_utils import (
+    NoiseSchedule,
+    image_grid,
+    plot_losses,
+    plot_schedules,
+    plot_trajectory,
+    record_trajectory,
+    sampling_steps,
+    show_images,
+)
 
 
 def test_image_grid_tiles_and_rescales():

@@ -13,8 +13,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from course_utils import (EpsUNet, GaussianMixture2D, NoiseSchedule, NoisyClassifier, TimeMapUNet, ddim_sample,
-                          ddpm_sample)
+from course_utils import (
+    EpsUNet,
+    GaussianMixture2D,
+    NoiseSchedule,
+    NoisyClassifier,
+    TimeMapUNet,
+    ddim_sample,
+    ddpm_sample,
+)
 
 REFERENCES = Path(__file__).parent / "data" / "reference_samples.safetensors"
 

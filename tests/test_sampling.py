@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from course_utils import ddim_sample, spaced_timesteps, ddpm_sample, record_trajectory, sampling_steps
+from course_utils import ddim_sample, ddpm_sample, record_trajectory, sampling_steps, spaced_timesteps
 
 N = 3000
 

@@ -14,7 +14,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .device import autocast_for
-from .guidance import NULL_LABEL, cfg_eps, validate_labels, validate_scale, classifier_grad, guided_eps, guided_mean
+from .guidance import NULL_LABEL, cfg_eps, classifier_grad, guided_eps, guided_mean, validate_labels, validate_scale
 
 PREDICTIONS = ("eps", "x0", "v")
 
@@ -186,7 +186,8 @@ def _one_timestep(t, schedule, name: str = "t") -> int:
     """A step's timestep: one integer in 0..T-1 for the whole batch (a 0-d or one-element tensor is read as one)."""
     if isinstance(t, torch.Tensor):
         if t.numel() != 1:
-            raise ValueError(f"{name} is one timestep for the whole batch (an int), got a tensor of shape {list(t.shape)}")
+            raise ValueError(f"{name} is one timestep for the whole batch (an int), got a tensor of shape "
+                             f"{list(t.shape)}")
         t = t.item()
     if isinstance(t, float) or not 0 <= int(t) < schedule.T:
         raise ValueError(f"{name} must be an integer in 0..{schedule.T - 1}, got {t!r}")
