@@ -133,18 +133,22 @@ class NoiseSchedule(nn.Module):
                              f"got values from {int(t.min())} to {int(t.max())}")
         return t
 
-    def at(self, values: torch.Tensor, t, x: torch.Tensor) -> torch.Tensor:
-        """``values[t]`` reshaped to ``[B, 1, ..., 1]`` so it broadcasts against ``x``."""
+    def checked_t(self, t, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`validate_t` for the batch of ``x`` [B, ...]: what every public method below does first, once."""
         if x.dim() < 1:
             raise ValueError("x must have a batch dimension first, got a 0-d tensor")
-        t = self.validate_t(t, x.shape[0])
-        v = values.to(x.device)[t.to(x.device)]
-        return v.reshape(-1, *([1] * (x.dim() - 1))).to(x.dtype)
+        return self.validate_t(t, x.shape[0])
+
+    @staticmethod
+    def at(values: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``values[t]`` reshaped to ``[B, 1, ..., 1]`` so it broadcasts against ``x`` (``t``: checked timesteps)."""
+        return values.to(x.device)[t.to(x.device)].reshape(-1, *([1] * (x.dim() - 1))).to(x.dtype)
 
     # ----------------------------------------------------------- the contract
     def q_sample(self, x0: torch.Tensor, t, noise: torch.Tensor | None = None,
                  generator: torch.Generator | None = None) -> torch.Tensor:
         """Sample q(x_t | x_0) in one step:  x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps."""
+        t = self.checked_t(t, x0)
         if noise is None:
             noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         elif noise.shape != x0.shape:
@@ -154,11 +158,13 @@ class NoiseSchedule(nn.Module):
 
     def x0_from_eps(self, x_t: torch.Tensor, t, eps: torch.Tensor) -> torch.Tensor:
         """Invert q_sample for x_0:  x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)."""
+        t = self.checked_t(t, x_t)
         ab = self.at(self.alpha_bars, t, x_t)
         return (x_t - (1 - ab).sqrt() * eps) / ab.sqrt()
 
     def eps_from_x0(self, x_t: torch.Tensor, t, x0: torch.Tensor) -> torch.Tensor:
         """Invert q_sample for the noise:  eps = (x_t - sqrt(alpha_bar_t) x_0) / sqrt(1 - alpha_bar_t)."""
+        t = self.checked_t(t, x_t)
         ab = self.at(self.alpha_bars, t, x_t)
         return (x_t - ab.sqrt() * x0) / (1 - ab).sqrt()
 
@@ -168,16 +174,19 @@ class NoiseSchedule(nn.Module):
         With a = sqrt(alpha_bar_t), b = sqrt(1 - alpha_bar_t) (so a^2 + b^2 = 1), x_t = a x_0 + b eps and
         v = a eps - b x_0 are x_0 and eps turned by one angle: each of x_0, eps is read back from (x_t, v).
         """
+        t = self.checked_t(t, x0)
         ab = self.at(self.alpha_bars, t, x0)
         return ab.sqrt() * noise - (1 - ab).sqrt() * x0
 
     def x0_from_v(self, x_t: torch.Tensor, t, v: torch.Tensor) -> torch.Tensor:
         """x_0 from the velocity:  x_0 = sqrt(alpha_bar_t) x_t - sqrt(1 - alpha_bar_t) v."""
+        t = self.checked_t(t, x_t)
         ab = self.at(self.alpha_bars, t, x_t)
         return ab.sqrt() * x_t - (1 - ab).sqrt() * v
 
     def eps_from_v(self, x_t: torch.Tensor, t, v: torch.Tensor) -> torch.Tensor:
         """The noise from the velocity:  eps = sqrt(1 - alpha_bar_t) x_t + sqrt(alpha_bar_t) v."""
+        t = self.checked_t(t, x_t)
         ab = self.at(self.alpha_bars, t, x_t)
         return (1 - ab).sqrt() * x_t + ab.sqrt() * v
 
@@ -187,6 +196,7 @@ class NoiseSchedule(nn.Module):
         mu = sqrt(alpha_bar_{t-1}) beta_t / (1 - alpha_bar_t) * x_0
            + sqrt(alpha_t) (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) * x_t
         """
+        t = self.checked_t(t, x_t)
         return self.at(self.posterior_coef_x0, t, x_t) * x0 + self.at(self.posterior_coef_xt, t, x_t) * x_t
 
     def mean_from_eps(self, x_t: torch.Tensor, t, eps: torch.Tensor) -> torch.Tensor:
@@ -197,6 +207,7 @@ class NoiseSchedule(nn.Module):
         (the denominator is sqrt(1 - alpha_BAR_t), not sqrt(1 - alpha_t)).
         Equal to ``posterior_mean(x0_from_eps(x_t, t, eps), x_t, t)``.
         """
+        t = self.checked_t(t, x_t)
         ab = self.at(self.alpha_bars, t, x_t)
         beta = self.at(self.betas, t, x_t)
         alpha = self.at(self.alphas, t, x_t)

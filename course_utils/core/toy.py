@@ -61,7 +61,7 @@ class GaussianMixture2D:
 
     def component_log_probs(self, x_t, t, schedule) -> torch.Tensor:
         """log w_k + log q_t(x_t | y = k), shape [B, K]."""
-        return self._component_log_probs(x_t, schedule.at(schedule.alpha_bars, t, x_t))
+        return self._component_log_probs(x_t, schedule.at(schedule.alpha_bars, schedule.checked_t(t, x_t), x_t))
 
     def log_prob(self, x_t, t, schedule) -> torch.Tensor:
         """log q_t(x_t), shape [B] (t = 0 is almost the clean mixture)."""
@@ -69,6 +69,7 @@ class GaussianMixture2D:
 
     def score(self, x_t, t, schedule, y=None) -> torch.Tensor:
         """grad_x log q_t(x_t) (or grad_x log q_t(x_t | y) when ``y`` is given)."""
+        t = schedule.checked_t(t, x_t)
         centres, var = self._moments(x_t, schedule.at(schedule.alpha_bars, t, x_t))
         comp_scores = -(x_t[:, None, :] - centres) / var[:, :, None]  # [B, K, 2]
         if y is None:
@@ -93,7 +94,7 @@ class GaussianMixture2D:
                 s = torch.where((y == self.K)[:, None], uncond, cond)
             else:
                 s = self.score(x_t, t, schedule)
-            ab = schedule.at(schedule.alpha_bars, t, x_t)
+            ab = schedule.at(schedule.alpha_bars, schedule.checked_t(t, x_t), x_t)
             return -(1 - ab).sqrt() * s
         return model
 
