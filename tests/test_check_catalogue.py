@@ -27,83 +27,82 @@ def col(v, x):
     return v.view(-1, *([1] * (x.dim() - 1)))
 
 
-# ---------------------------------------------------------------- reference pieces the variants reuse
-def q_sample(x0, t, noise, s, *, root=True, table="alpha_bars", shift=0):
-    ab = col(getattr(s, table)[t - shift], x0)
-    return (ab.sqrt() * x0 + (1 - ab).sqrt() * noise) if root else (ab * x0 + (1 - ab) * noise)
+# ---------------------------------------------------------------- the coefficients, and the right formulas
+def A(s, t, x):        # alpha_t, shaped to broadcast against x
+    return col(s.alphas[t], x)
 
 
-def posterior(x0, xt, t, s, *, prev=None, swap=False, x0_ab=False, a_root=True, denom_prev=False):
-    a, b, ab = col(s.alphas[t], x0), col(s.betas[t], x0), col(s.alpha_bars[t], x0)
-    abp = col(s.alpha_bars_prev[t] if prev is None else prev(s, t), x0)
-    d = (1 - abp) if denom_prev else (1 - ab)
-    c0 = (ab if x0_ab else abp).sqrt() * b / d
-    ct = (a.sqrt() if a_root else a) * (1 - abp) / d
-    return ct * x0 + c0 * xt if swap else c0 * x0 + ct * xt
+def B(s, t, x):        # beta_t
+    return col(s.betas[t], x)
 
 
-def ddpm_step(xt, t, x0, s, z, *, scale=lambda v: v.sqrt(), var=None, noise_from=1):
-    mean = posterior(x0, xt, torch.full((xt.shape[0],), t), s)
-    if t < noise_from:
-        return mean
-    return mean + scale(s.posterior_variance[t] if var is None else var(s, t)) * z
+def AB(s, t, x):       # alpha_bar_t
+    return col(s.alpha_bars[t], x)
 
 
-def sinusoidal(t, dim, *, exponent=lambda i, half, dim: -i / half, order="sincos", interleave=False):
-    half = dim // 2
-    i = torch.arange(half, dtype=torch.float32)
-    ang = t.float()[:, None] * 10000 ** exponent(i, half, dim)[None]
-    if interleave:
-        return torch.stack([ang.sin(), ang.cos()], 2).reshape(len(t), dim)
-    parts = [ang.sin(), ang.cos()] if order == "sincos" else [ang.cos(), ang.sin()]
-    return torch.cat(parts, 1)
+def ABP(s, t, x):      # alpha_bar_{t-1}, 1 at t = 0
+    return col(s.alpha_bars_prev[t], x)
 
 
-def reverse_mean(xt, t, eps, s, *, denom="ab", divide="all", by="a", sign=-1, eps_root=True):
-    a, b, ab = col(s.alphas[t], xt), col(s.betas[t], xt), col(s.alpha_bars[t], xt)
-    d = (1 - (ab if denom == "ab" else a))
-    coef = b / (d.sqrt() if eps_root else d)
-    div = (a if by == "a" else ab).sqrt()
-    if divide == "all":
-        return (xt + sign * coef * eps) / div
-    if divide == "x_t":
-        return xt / div + sign * coef * eps
-    return xt + sign * coef * eps
+def q_sample(x0, t, noise, s):
+    """x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) noise"""
+    return AB(s, t, x0).sqrt() * x0 + (1 - AB(s, t, x0)).sqrt() * noise
 
 
-def grad_log_p(clf, xt, t, y, *, objective="logsoftmax_y", sign=1):
+def posterior(x0, xt, t, s):
+    """mu = sqrt(ab_{t-1}) b_t / (1 - ab_t) x0 + sqrt(a_t) (1 - ab_{t-1}) / (1 - ab_t) x_t"""
+    a, b, ab, abp = A(s, t, x0), B(s, t, x0), AB(s, t, x0), ABP(s, t, x0)
+    return abp.sqrt() * b / (1 - ab) * x0 + a.sqrt() * (1 - abp) / (1 - ab) * xt
+
+
+def step_mean(xt, t, x0, s):
+    """The posterior mean at the int timestep t, for the whole batch."""
+    return posterior(x0, xt, torch.full((xt.shape[0],), t), s)
+
+
+def ddpm_step(xt, t, x0, s, z):
+    """x_{t-1} = mu + sqrt(posterior_variance_t) z, and mu alone at t = 0"""
+    return step_mean(xt, t, x0, s) + (s.posterior_variance[t].sqrt() * z if t > 0 else 0)
+
+
+def angles(t, exponent):
+    """t 10000^exponent_i, [B, dim / 2]"""
+    return t.float()[:, None] * 10000 ** exponent[None]
+
+
+def freq(d):           # the right exponents -i / (d / 2)
+    return -torch.arange(d // 2, dtype=torch.float32) / (d // 2)
+
+
+def eps_loss(model, x0, t, noise, s):
+    """mean (eps_theta(x_t, t) - noise)^2"""
+    return F.mse_loss(model(q_sample(x0, t, noise, s), t), noise)
+
+
+def grad_of(objective, clf, xt, t):
+    """The gradient with respect to x_t of objective(the classifier's logits), summed over the batch."""
     with torch.enable_grad():
         x = xt.detach().requires_grad_(True)
-        logits = clf(x, t)
-        if objective == "logsoftmax_y":
-            obj = F.log_softmax(logits, 1).gather(1, y[:, None]).sum()
-        elif objective == "softmax_y":
-            obj = F.softmax(logits, 1).gather(1, y[:, None]).sum()
-        elif objective == "logit_y":
-            obj = logits.gather(1, y[:, None]).sum()
-        elif objective == "all":
-            obj = F.log_softmax(logits, 1).sum()
-        else:  # "columns": log_p[:, y]
-            obj = F.log_softmax(logits, 1)[:, y].sum()
-        (g,) = torch.autograd.grad(obj, x)
-    return sign * g
+        (g,) = torch.autograd.grad(objective(clf(x, t)).sum(), x)
+    return g
 
 
-def guided_ddim(xt, t, tp, eps, grad, scale, s, *, shift=lambda s, t: (1 - s.alpha_bars[t]).sqrt(), sign=-1,
-                last=lambda s: torch.tensor(1.0), prev_index=None, shift_x=False, direction_plain=False):
-    ab = s.alpha_bars[t]
-    if prev_index is not None:
-        abp = s.alpha_bars[prev_index(t, tp)]
-    else:
-        abp = s.alpha_bars[tp] if tp >= 0 else last(s)
-    if shift_x:
-        xt, eps_hat = xt - scale * s.betas[t].sqrt() * grad, eps
-    else:
-        eps_hat = eps + sign * scale * shift(s, t) * grad
-    x0 = (xt - (1 - ab).sqrt() * eps_hat) / ab.sqrt()
-    return abp.sqrt() * x0 + (1 - abp).sqrt() * (eps if direction_plain else eps_hat)
+def grad_log_p(clf, xt, t, y):
+    """grad_x log softmax(logits)[y]"""
+    return grad_of(lambda lg: F.log_softmax(lg, 1).gather(1, y[:, None]), clf, xt, t)
 
 
+def ab_at(s, t):       # alpha_bar at one int timestep, 1 at t = -1 (after the last step)
+    return s.alpha_bars[t] if t >= 0 else torch.tensor(1.0)
+
+
+def ddim_to(x, eps_for_x0, ab, abp, eps_direction=None):
+    """sqrt(ab') x0_hat + sqrt(1 - ab') eps, x0_hat = (x - sqrt(1 - ab) eps) / sqrt(ab)"""
+    x0_hat = (x - (1 - ab).sqrt() * eps_for_x0) / ab.sqrt()
+    return abp.sqrt() * x0_hat + (1 - abp).sqrt() * (eps_for_x0 if eps_direction is None else eps_direction)
+
+
+# ---------------------------------------------------------------- wrong answers that need more than one line
 def leaks_gradients(clf, xt, t, y):
     """A gradient taken with .backward() on the caller's tensor: it accumulates from call to call."""
     with torch.enable_grad():
@@ -125,32 +124,28 @@ def q_sample_fresh_noise(x0, t, noise, s):
     return q_sample(x0, t, torch.randn_like(noise), s)
 
 
-def eps_loss(model, x0, t, noise, s, *, target="noise", input_="x_t", reduction="mean", kind="mse", xt_root=True):
-    x_t = q_sample(x0, t, noise, s, root=xt_root)
-    inp = {"x_t": x_t, "x0": x0, "noise": noise}[input_]
-    pred = model(inp, t)
-    tgt = noise if target == "noise" else x0
-    return (F.mse_loss if kind == "mse" else F.l1_loss)(pred, tgt, reduction=reduction)
+def ddim_shifting_x_t(x, t, tp, e, g, c, s):
+    """x_t moved by s sqrt(beta_t) grad, eps left alone"""
+    return ddim_to(x - c * s.betas[t].sqrt() * g, e, ab_at(s, t), ab_at(s, tp))
 
 
-def classifier_loss(clf, x0, y, t, noise, s, *, clean=False, no_t=False, kind="ce", reduction="mean"):
-    x_t = x0 if clean else s.q_sample(x0, t, noise)
-    logits = clf(x_t, torch.zeros_like(t) if no_t else t)
-    if kind == "nll_logits":
-        return F.nll_loss(logits, y)
-    if kind == "ce_softmax":
-        return F.cross_entropy(logits.softmax(1), y)
-    return F.cross_entropy(logits, y, reduction=reduction)
+def ddim_eps_hat_only_in_x0(x, t, tp, e, g, c, s):
+    """eps_hat in x0_hat, the plain eps in the direction term"""
+    ab = ab_at(s, t)
+    return ddim_to(x, e - c * (1 - ab).sqrt() * g, ab, ab_at(s, tp), eps_direction=e)
 
 
 MISTAKES = [
     # 1.1 q_sample(x0, t, noise, schedule)
-    ("1.1", "no square roots", lambda x0, t, e, s: q_sample(x0, t, e, s, root=False), "square roots"),
-    ("1.1", "alpha_t for alpha_bar_t", lambda x0, t, e, s: q_sample(x0, t, e, s, table="alphas"), "alpha_t"),
-    ("1.1", "off-by-one t", lambda x0, t, e, s: q_sample(x0, t, e, s, shift=1), "off-by-one"),
-    ("1.1", "coefficients swapped", lambda x0, t, e, s: q_sample(e, t, x0, s), "swapped"),
-    ("1.1", "noise scaled by sqrt(beta_t)", lambda x0, t, e, s: col(s.alpha_bars[t], x0).sqrt() * x0
-     + col(s.betas[t], x0).sqrt() * e, "sqrt\\(beta_t\\)"),
+    ("1.1", "no square roots", lambda x0, t, e, s: AB(s, t, x0) * x0 + (1 - AB(s, t, x0)) * e, "square roots"),
+    ("1.1", "alpha_t for alpha_bar_t", lambda x0, t, e, s: A(s, t, x0).sqrt() * x0 + (1 - A(s, t, x0)).sqrt() * e,
+     "alpha_t"),
+    ("1.1", "off-by-one t", lambda x0, t, e, s: AB(s, t - 1, x0).sqrt() * x0 + (1 - AB(s, t - 1, x0)).sqrt() * e,
+     "off-by-one"),
+    ("1.1", "coefficients swapped", lambda x0, t, e, s: AB(s, t, x0).sqrt() * e + (1 - AB(s, t, x0)).sqrt() * x0,
+     "swapped"),
+    ("1.1", "noise scaled by sqrt(beta_t)", lambda x0, t, e, s: AB(s, t, x0).sqrt() * x0 + B(s, t, x0).sqrt() * e,
+     "sqrt\\(beta_t\\)"),
     ("1.1", "no reshape of alpha_bars[t]", lambda x0, t, e, s: s.alpha_bars[t].sqrt() * x0,
      "reshaped to \\[B, 1, 1, 1\\]"),
     ("1.1", "float64 coefficients", lambda x0, t, e, s: q_sample(x0, t, e, s).double(), "dtype"),
@@ -170,55 +165,74 @@ MISTAKES = [
     ("2.1", "integer division", lambda t, T, x: (t // T).view(-1, 1, 1, 1).expand(-1, 1, *x.shape[-2:]),
      "integer division"),
     # 2.2 posterior_mean(x0_hat, x_t, t, schedule)
-    ("2.2", "coefficients swapped", lambda x0, xt, t, s: posterior(x0, xt, t, s, swap=True), "swapped"),
-    ("2.2", "alpha_bar_t in the x0 coefficient", lambda x0, xt, t, s: posterior(x0, xt, t, s, x0_ab=True),
-     "alpha_bars_prev"),
-    ("2.2", "alpha_t without sqrt", lambda x0, xt, t, s: posterior(x0, xt, t, s, a_root=False), "sqrt\\(alpha_t\\)"),
-    ("2.2", "alpha_bars[t - 1], wrong at t = 0",
-     lambda x0, xt, t, s: posterior(x0, xt, t, s, prev=lambda s, t: s.alpha_bars[t - 1]), "wrong only at t = 0"),
-    ("2.2", "divides by 1 - alpha_bar_{t-1}", lambda x0, xt, t, s: posterior(x0, xt, t, s, denom_prev=True),
-     "NaN or inf|1 - alpha_bar_t"),
+    ("2.2", "coefficients swapped", lambda x0, xt, t, s: (ABP(s, t, x0).sqrt() * B(s, t, x0) * xt
+                                                          + A(s, t, x0).sqrt() * (1 - ABP(s, t, x0)) * x0)
+     / (1 - AB(s, t, x0)), "swapped"),
+    ("2.2", "alpha_bar_t in the x0 coefficient", lambda x0, xt, t, s: (AB(s, t, x0).sqrt() * B(s, t, x0) * x0
+                                                                       + A(s, t, x0).sqrt() * (1 - ABP(s, t, x0)) * xt)
+     / (1 - AB(s, t, x0)), "alpha_bars_prev"),
+    ("2.2", "alpha_t without sqrt", lambda x0, xt, t, s: (ABP(s, t, x0).sqrt() * B(s, t, x0) * x0
+                                                          + A(s, t, x0) * (1 - ABP(s, t, x0)) * xt)
+     / (1 - AB(s, t, x0)), "sqrt\\(alpha_t\\)"),
+    ("2.2", "alpha_bars[t - 1], wrong at t = 0", lambda x0, xt, t, s: (AB(s, t - 1, x0).sqrt() * B(s, t, x0) * x0
+                                                                       + A(s, t, x0).sqrt() * (1 - AB(s, t - 1, x0))
+                                                                       * xt) / (1 - AB(s, t, x0)),
+     "wrong only at t = 0"),
+    ("2.2", "divides by 1 - alpha_bar_{t-1}", lambda x0, xt, t, s: (ABP(s, t, x0).sqrt() * B(s, t, x0) * x0
+                                                                    + A(s, t, x0).sqrt() * (1 - ABP(s, t, x0)) * xt)
+     / (1 - ABP(s, t, x0)), "NaN or inf|1 - alpha_bar_t"),
     ("2.2", "no reshape", lambda x0, xt, t, s: s.alpha_bars_prev[t].sqrt() * x0, "reshaped to \\[B, 1, 1, 1\\]"),
     # 2.3 ddpm_step(x_t, t, x0_hat, schedule, noise)
     ("2.3", "variance for the standard deviation",
-     lambda xt, t, x0, s, z: ddpm_step(xt, t, x0, s, z, scale=lambda v: v), "standard deviation"),
+     lambda xt, t, x0, s, z: step_mean(xt, t, x0, s) + (s.posterior_variance[t] * z if t > 0 else 0),
+     "standard deviation"),
     ("2.3", "beta_t for the posterior variance, noise at t = 0 too",
-     lambda xt, t, x0, s, z: ddpm_step(xt, t, x0, s, z, var=lambda s, t: s.betas[t], noise_from=0), "not beta_t"),
-    ("2.3", "posterior_variance[t - 1]", lambda xt, t, x0, s, z: ddpm_step(
-        xt, t, x0, s, z, var=lambda s, t: s.posterior_variance[t - 1]), "posterior_variance\\[t-1\\]"),
-    ("2.3", "no noise at all", lambda xt, t, x0, s, z: ddpm_step(xt, t, x0, s, z, noise_from=10**9), "must add noise"),
-    ("2.3", "no noise at t = 1 either", lambda xt, t, x0, s, z: ddpm_step(xt, t, x0, s, z, noise_from=2),
+     lambda xt, t, x0, s, z: step_mean(xt, t, x0, s) + s.betas[t].sqrt() * z, "not beta_t"),
+    ("2.3", "posterior_variance[t - 1]",
+     lambda xt, t, x0, s, z: step_mean(xt, t, x0, s) + (s.posterior_variance[t - 1].sqrt() * z if t > 0 else 0),
+     "posterior_variance\\[t-1\\]"),
+    ("2.3", "no noise at all", lambda xt, t, x0, s, z: step_mean(xt, t, x0, s), "must add noise"),
+    ("2.3", "no noise at t = 1 either",
+     lambda xt, t, x0, s, z: step_mean(xt, t, x0, s) + (s.posterior_variance[t].sqrt() * z if t > 1 else 0),
      "must add noise"),
     # 3.1 sinusoidal(t, dim)
-    ("3.1", "cos before sin", lambda t, d: sinusoidal(t, d, order="cossin"), "wrong order"),
-    ("3.1", "exponent -i / dim", lambda t, d: sinusoidal(t, d, exponent=lambda i, h, d: -i / d), "-i / \\(dim/2\\)"),
-    ("3.1", "exponent without its minus sign", lambda t, d: sinusoidal(t, d, exponent=lambda i, h, d: i / h),
-     "minus sign"),
-    ("3.1", "sin and cos interleaved", lambda t, d: sinusoidal(t, d, interleave=True), "interleaving"),
+    ("3.1", "cos before sin", lambda t, d: torch.cat([angles(t, freq(d)).cos(), angles(t, freq(d)).sin()], 1),
+     "wrong order"),
+    ("3.1", "exponent -i / dim", lambda t, d: torch.cat([angles(t, freq(d) / 2).sin(), angles(t, freq(d) / 2).cos()],
+                                                         1), "-i / \\(dim/2\\)"),
+    ("3.1", "exponent without its minus sign",
+     lambda t, d: torch.cat([angles(t, -freq(d)).sin(), angles(t, -freq(d)).cos()], 1), "minus sign"),
+    ("3.1", "sin and cos interleaved",
+     lambda t, d: torch.stack([angles(t, freq(d)).sin(), angles(t, freq(d)).cos()], 2).reshape(len(t), d),
+     "interleaving"),
     # 3.2 eps_loss(model, x0, t, noise, schedule)
-    ("3.2", "x0 as the target", lambda m, x0, t, e, s: eps_loss(m, x0, t, e, s, target="x0"), "not x0"),
-    ("3.2", "model sees x0", lambda m, x0, t, e, s: eps_loss(m, x0, t, e, s, input_="x0"), "noisy x_t, not the clean"),
-    ("3.2", "model sees the noise", lambda m, x0, t, e, s: eps_loss(m, x0, t, e, s, input_="noise"),
-     "not the noise itself"),
-    ("3.2", "sum, not mean", lambda m, x0, t, e, s: eps_loss(m, x0, t, e, s, reduction="sum"), "mean of the squared"),
-    ("3.2", "L1 loss", lambda m, x0, t, e, s: eps_loss(m, x0, t, e, s, kind="l1"), "absolute error"),
-    ("3.2", "x_t without square roots", lambda m, x0, t, e, s: eps_loss(m, x0, t, e, s, xt_root=False),
-     "square roots"),
+    ("3.2", "x0 as the target", lambda m, x0, t, e, s: F.mse_loss(m(q_sample(x0, t, e, s), t), x0), "not x0"),
+    ("3.2", "model sees x0", lambda m, x0, t, e, s: F.mse_loss(m(x0, t), e), "noisy x_t, not the clean"),
+    ("3.2", "model sees the noise", lambda m, x0, t, e, s: F.mse_loss(m(e, t), e), "not the noise itself"),
+    ("3.2", "sum, not mean", lambda m, x0, t, e, s: F.mse_loss(m(q_sample(x0, t, e, s), t), e, reduction="sum"),
+     "mean of the squared"),
+    ("3.2", "L1 loss", lambda m, x0, t, e, s: F.l1_loss(m(q_sample(x0, t, e, s), t), e), "absolute error"),
+    ("3.2", "x_t without square roots",
+     lambda m, x0, t, e, s: F.mse_loss(m(AB(s, t, x0) * x0 + (1 - AB(s, t, x0)) * e, t), e), "square roots"),
     ("3.2", "returns .item()", lambda m, x0, t, e, s: eps_loss(m, x0, t, e, s).item(), "not a Python number"),
     ("3.2", "fresh noise inside", lambda m, x0, t, e, s: eps_loss(m, x0, t, torch.randn_like(e), s),
      "different results"),
     ("3.2", "computed under no_grad", lambda m, x0, t, e, s: torch.no_grad()(eps_loss)(m, x0, t, e, s),
      "no gradient"),
     # 3.3 reverse_mean(x_t, t, eps, schedule)
-    ("3.3", "sqrt(1 - alpha_t) misprint", lambda xt, t, e, s: reverse_mean(xt, t, e, s, denom="a"), "misprint"),
-    ("3.3", "bracket not divided", lambda xt, t, e, s: reverse_mean(xt, t, e, s, divide="none"),
+    ("3.3", "sqrt(1 - alpha_t) misprint",
+     lambda xt, t, e, s: (xt - B(s, t, xt) / (1 - A(s, t, xt)).sqrt() * e) / A(s, t, xt).sqrt(), "misprint"),
+    ("3.3", "bracket not divided", lambda xt, t, e, s: xt - B(s, t, xt) / (1 - AB(s, t, xt)).sqrt() * e,
      "whole bracket is divided"),
-    ("3.3", "only x_t divided", lambda xt, t, e, s: reverse_mean(xt, t, e, s, divide="x_t"), "not only x_t"),
-    ("3.3", "divided by sqrt(alpha_bar_t)", lambda xt, t, e, s: reverse_mean(xt, t, e, s, by="ab"),
+    ("3.3", "only x_t divided",
+     lambda xt, t, e, s: xt / A(s, t, xt).sqrt() - B(s, t, xt) / (1 - AB(s, t, xt)).sqrt() * e, "not only x_t"),
+    ("3.3", "divided by sqrt(alpha_bar_t)",
+     lambda xt, t, e, s: (xt - B(s, t, xt) / (1 - AB(s, t, xt)).sqrt() * e) / AB(s, t, xt).sqrt(),
      "not sqrt\\(alpha_bar_t\\)"),
-    ("3.3", "noise term added", lambda xt, t, e, s: reverse_mean(xt, t, e, s, sign=1), "subtracted"),
-    ("3.3", "eps coefficient without sqrt", lambda xt, t, e, s: reverse_mean(xt, t, e, s, eps_root=False),
-     "square root is missing"),
+    ("3.3", "noise term added",
+     lambda xt, t, e, s: (xt + B(s, t, xt) / (1 - AB(s, t, xt)).sqrt() * e) / A(s, t, xt).sqrt(), "subtracted"),
+    ("3.3", "eps coefficient without sqrt",
+     lambda xt, t, e, s: (xt - B(s, t, xt) / (1 - AB(s, t, xt)) * e) / A(s, t, xt).sqrt(), "square root is missing"),
     ("3.3", "no reshape", lambda xt, t, e, s: xt / s.alphas[t].sqrt(), "reshaped to \\[B, 1, 1, 1\\]"),
     # 4.1 add_time_embedding(h, emb, proj)
     ("4.1", "embedding not projected", lambda h, e, p: h + e[:, :h.shape[1], None, None], "project"),
@@ -226,22 +240,25 @@ MISTAKES = [
     ("4.1", "wrong axes", lambda h, e, p: h + p(e)[:, None, :, None], "proj\\(emb\\)\\[:, :, None, None\\]"),
     ("4.1", "features dropped", lambda h, e, p: p(e)[:, :, None, None].expand_as(h), "features h must be kept"),
     # 4.2 classifier_loss(classifier, x0, y, t, noise, schedule)
-    ("4.2", "clean x0", lambda c, x0, y, t, e, s: classifier_loss(c, x0, y, t, e, s, clean=True), "noisy x_t"),
-    ("4.2", "t not passed", lambda c, x0, y, t, e, s: classifier_loss(c, x0, y, t, e, s, no_t=True), "timesteps"),
-    ("4.2", "nll_loss on logits", lambda c, x0, y, t, e, s: classifier_loss(c, x0, y, t, e, s, kind="nll_logits"),
+    ("4.2", "clean x0", lambda c, x0, y, t, e, s: F.cross_entropy(c(x0, t), y), "noisy x_t"),
+    ("4.2", "t not passed", lambda c, x0, y, t, e, s: F.cross_entropy(c(s.q_sample(x0, t, e), torch.zeros_like(t)), y),
+     "timesteps"),
+    ("4.2", "nll_loss on logits", lambda c, x0, y, t, e, s: F.nll_loss(c(s.q_sample(x0, t, e), t), y),
      "applies log-softmax itself"),
     ("4.2", "softmax before cross_entropy",
-     lambda c, x0, y, t, e, s: classifier_loss(c, x0, y, t, e, s, kind="ce_softmax"), "do not apply softmax"),
-    ("4.2", "sum over the batch", lambda c, x0, y, t, e, s: classifier_loss(c, x0, y, t, e, s, reduction="sum"),
-     "mean over the batch"),
-    ("4.2", "returns .item()", lambda c, x0, y, t, e, s: classifier_loss(c, x0, y, t, e, s).item(),
+     lambda c, x0, y, t, e, s: F.cross_entropy(c(s.q_sample(x0, t, e), t).softmax(1), y), "do not apply softmax"),
+    ("4.2", "sum over the batch",
+     lambda c, x0, y, t, e, s: F.cross_entropy(c(s.q_sample(x0, t, e), t), y, reduction="sum"), "mean over the batch"),
+    ("4.2", "returns .item()", lambda c, x0, y, t, e, s: F.cross_entropy(c(s.q_sample(x0, t, e), t), y).item(),
      "not a Python number"),
     # 5.1 grad_log_p(classifier, x_t, t, y)
-    ("5.1", "gradient of softmax", lambda c, x, t, y: grad_log_p(c, x, t, y, objective="softmax_y"), "LOG-probability"),
-    ("5.1", "gradient of the raw logit", lambda c, x, t, y: grad_log_p(c, x, t, y, objective="logit_y"), "raw logit"),
-    ("5.1", "all classes summed", lambda c, x, t, y: grad_log_p(c, x, t, y, objective="all"), "own class"),
-    ("5.1", "log_p[:, y]", lambda c, x, t, y: grad_log_p(c, x, t, y, objective="columns"), "arange"),
-    ("5.1", "sign flipped", lambda c, x, t, y: grad_log_p(c, x, t, y, sign=-1), "sign is flipped"),
+    ("5.1", "gradient of softmax",
+     lambda c, x, t, y: grad_of(lambda lg: F.softmax(lg, 1).gather(1, y[:, None]), c, x, t), "LOG-probability"),
+    ("5.1", "gradient of the raw logit", lambda c, x, t, y: grad_of(lambda lg: lg.gather(1, y[:, None]), c, x, t),
+     "raw logit"),
+    ("5.1", "all classes summed", lambda c, x, t, y: grad_of(lambda lg: F.log_softmax(lg, 1), c, x, t), "own class"),
+    ("5.1", "log_p[:, y]", lambda c, x, t, y: grad_of(lambda lg: F.log_softmax(lg, 1)[:, y], c, x, t), "arange"),
+    ("5.1", "sign flipped", lambda c, x, t, y: -grad_log_p(c, x, t, y), "sign is flipped"),
     ("5.1", "no enable_grad", lambda c, x, t, y: torch.autograd.grad(
         F.log_softmax(c(x.detach().requires_grad_(True), t), 1).gather(1, y[:, None]).sum(), x)[0], "enable_grad"),
     ("5.1", ".backward() on the caller's x_t", leaks_gradients, "changed the caller's x_t|accumulate"),
@@ -250,24 +267,22 @@ MISTAKES = [
     ("5.2", "standard deviation", lambda m, v, g, s: m + s * v.sqrt() * g, "not by the standard deviation"),
     ("5.2", "no scale", lambda m, v, g, s: m + v * g, "scale s is missing"),
     ("5.2", "no variance", lambda m, v, g, s: m + s * g, "variance Sigma_t is missing"),
-    # 5.3 guided_ddim_step(x_t, t, t_prev, eps, grad, scale, schedule)
-    ("5.3", "sign", lambda x, t, tp, e, g, c, s: guided_ddim(x, t, tp, e, g, c, s, sign=1), "the sign"),
+    # 5.3 guided_ddim_step(x_t, t, t_prev, eps, grad, scale, schedule): eps_hat = eps - s sqrt(1 - ab_t) grad
+    ("5.3", "sign", lambda x, t, tp, e, g, c, s: ddim_to(x, e + c * (1 - ab_at(s, t)).sqrt() * g, ab_at(s, t),
+                                                        ab_at(s, tp)), "the sign"),
     ("5.3", "sigma_t for sqrt(1 - alpha_bar_t)",
-     lambda x, t, tp, e, g, c, s: guided_ddim(x, t, tp, e, g, c, s, shift=lambda s, t: s.betas[t].sqrt()), "sigma_t"),
+     lambda x, t, tp, e, g, c, s: ddim_to(x, e - c * s.betas[t].sqrt() * g, ab_at(s, t), ab_at(s, tp)), "sigma_t"),
     ("5.3", "1 - alpha_bar_t without sqrt",
-     lambda x, t, tp, e, g, c, s: guided_ddim(x, t, tp, e, g, c, s, shift=lambda s, t: 1 - s.alpha_bars[t]),
+     lambda x, t, tp, e, g, c, s: ddim_to(x, e - c * (1 - ab_at(s, t)) * g, ab_at(s, t), ab_at(s, tp)),
      "square root is missing"),
-    ("5.3", "shifts x_t", lambda x, t, tp, e, g, c, s: guided_ddim(x, t, tp, e, g, c, s, shift_x=True),
-     "shift eps, not x_t"),
-    ("5.3", "eps_hat only in x0_hat",
-     lambda x, t, tp, e, g, c, s: guided_ddim(x, t, tp, e, g, c, s, direction_plain=True), "both places"),
-    ("5.3", "alpha_bars[-1] at the last step",
-     lambda x, t, tp, e, g, c, s: guided_ddim(x, t, tp, e, g, c, s, prev_index=lambda t, tp: tp), "noisiest entry"),
-    ("5.3", "alpha_bars[0] at the last step",
-     lambda x, t, tp, e, g, c, s: guided_ddim(x, t, tp, e, g, c, s, prev_index=lambda t, tp: max(tp, 0)),
-     "not alpha_bars\\[0\\]"),
-    ("5.3", "steps to t - 1",
-     lambda x, t, tp, e, g, c, s: guided_ddim(x, t, tp, e, g, c, s, prev_index=lambda t, tp: t - 1), "not of t - 1"),
+    ("5.3", "shifts x_t", ddim_shifting_x_t, "shift eps, not x_t"),
+    ("5.3", "eps_hat only in x0_hat", ddim_eps_hat_only_in_x0, "both places"),
+    ("5.3", "alpha_bars[-1] at the last step", lambda x, t, tp, e, g, c, s: ddim_to(
+        x, e - c * (1 - ab_at(s, t)).sqrt() * g, ab_at(s, t), s.alpha_bars[tp]), "noisiest entry"),
+    ("5.3", "alpha_bars[0] at the last step", lambda x, t, tp, e, g, c, s: ddim_to(
+        x, e - c * (1 - ab_at(s, t)).sqrt() * g, ab_at(s, t), s.alpha_bars[max(tp, 0)]), "not alpha_bars\\[0\\]"),
+    ("5.3", "steps to t - 1", lambda x, t, tp, e, g, c, s: ddim_to(
+        x, e - c * (1 - ab_at(s, t)).sqrt() * g, ab_at(s, t), ab_at(s, t - 1)), "not of t - 1"),
     # 6.1 drop_labels(y, p_uncond, null_label, u)
     ("6.1", "keeps with probability p", lambda y, p, n, u: torch.where(u >= p, torch.full_like(y, n), y),
      "probability 1 - p"),
