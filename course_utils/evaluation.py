@@ -387,7 +387,8 @@ def plot_curves(curves: dict, real: dict, keys=("accuracy", "frechet", "recall")
         ax.axvline(1.0, color="black", lw=0.6, ls=":", label="s = 1")
         ax.set_xlabel("guidance scale")
         ax.set_title(CURVE_TITLES[key])
-    axes[0].legend(fontsize=7)
+    with_real = [ax for ax, key in zip(axes, keys) if key in real]   # its legend names the dashed line too
+    (with_real or list(axes))[0].legend(fontsize=7)
     return axes[0].figure
 
 
@@ -405,10 +406,9 @@ def plot_report(report: dict):
     axes[4].set_xlabel("t")
     axes[4].set_title("accuracy on x_t")
     axes[4].legend(fontsize=7)
-    fig.suptitle(
-        f"{report['n']} samples per point, {report['steps']} steps, mean +- sd over {len(report['seeds'])} seeds",
-        fontsize=9,
-    )
+    k = len(report["seeds"])
+    fig.suptitle(f"{report['n']} samples per point, {report['steps']} steps, mean +- sd over {k} seed{'s' * (k > 1)}",
+                 fontsize=9)
     fig.tight_layout()
     return fig
 
