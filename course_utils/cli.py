@@ -47,7 +47,33 @@ def main_evaluate(args) -> int:
     save_figure(plot_report(report), args.out / "report.png")
     if args.update_manifest:
         update_manifest_quality(report)
+    if args.update_readme:
+        publish_report(args.out, Path(__file__).resolve().parent.parent)
     return 0
+
+
+README_REPORT = ("<!-- the report of python -m course_utils evaluate (docs/quality.md): -->",
+                 "<!-- end of the report -->")
+
+
+def publish_report(out: Path, root: Path) -> None:
+    """Copy the report's files from ``out`` into ``root``/docs (quality.json, .md, .png) and put quality.md
+    between the README's two markers, so that the README states what the report measured, word for word."""
+    import shutil
+
+    from .files import write_text_atomic
+
+    readme = root / "README.md"
+    text = readme.read_text()
+    begin, end = (text.find(marker) for marker in README_REPORT)
+    if begin < 0 or end < begin:
+        raise ValueError(f"{readme} has no place for the report: it needs the lines {README_REPORT[0]!r} and "
+                         f"{README_REPORT[1]!r}, in that order")
+    for kind in ("json", "md", "png"):
+        shutil.copyfile(out / f"report.{kind}", root / "docs" / f"quality.{kind}.tmp")
+        (root / "docs" / f"quality.{kind}.tmp").replace(root / "docs" / f"quality.{kind}")
+    report = (out / "report.md").read_text().strip()
+    write_text_atomic(readme, text[:begin + len(README_REPORT[0])] + "\n\n" + report + "\n\n" + text[end:])
 
 
 def _rounded(row: dict | None) -> dict | None:
@@ -115,6 +141,8 @@ def main(argv=None) -> int:
     ev.add_argument("--device", default=None)
     ev.add_argument("--out", type=Path, default=Path("build") / "quality")
     ev.add_argument("--update-manifest", action="store_true", help="write the measured quality into the manifest")
+    ev.add_argument("--update-readme", action="store_true",
+                    help="copy the report into docs/ and the README (in a checkout of the course)")
     sub.add_parser("manifest", help="list the shipped weights")
     args = parser.parse_args(argv)
     if args.command == "train":

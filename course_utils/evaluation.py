@@ -360,7 +360,37 @@ def report_markdown(report: dict) -> str:
                  f"{_pm(hit, 'recall', '.1%')}" if hit else "not reached | - | - | -")
         lines.append(f"| {METHODS[method]} | {low['scale']:g} | {_pm(low, 'accuracy', '.1%')} | "
                      f"{_pm(low, 'frechet', '.2f')} | {right} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + ["", report_reading(report)]) + "\n"
+
+
+def report_reading(report: dict) -> str:
+    """The report's figures read as the papers read the trade-off, as one Markdown paragraph: precision and recall
+    from s = 1 to the largest scale, where each method's Frechet distance is lowest, the accuracy at s = 1, and the
+    noisy classifier's accuracy on x_t against the clean evaluator's."""
+    sweeps = {m: {r["scale"]: r for r in rows} for m, rows in report["sweeps"].items()}
+    said = []
+    moves = {m: (at[1.0], at[max(at)]) for m, at in sweeps.items() if 1.0 in at and max(at) > 1.0}
+    if moves:
+        trade = all(hi["precision"] > lo["precision"] and hi["recall"] < lo["recall"] for lo, hi in moves.values())
+        figures = "; ".join(f"{METHODS[m]}: precision {lo['precision']:.0%} to {hi['precision']:.0%}, recall "
+                            f"{lo['recall']:.0%} to {hi['recall']:.0%} at s = {hi['scale']:g}"
+                            for m, (lo, hi) in moves.items())
+        verb = "precision rises and recall falls" if trade else "precision and recall move"
+        said.append(f"From s = 1 to the largest scale, {verb} for every method ({figures})"
+                    + (": the samples grow more like real digits each, and cover fewer of them." if trade else "."))
+    lowest = [f"s = {c['lowest frechet']['scale']:g} for {METHODS[m]} ({c['lowest frechet']['frechet']:.1f}, "
+              f"{c['lowest frechet']['accuracy']:.1%} accuracy)" for m, c in report["choices"].items()]
+    said.append(f"The Frechet distance is lowest at {'; '.join(lowest)}; against {report['real']['frechet']:.1f} for "
+                "real digits.")
+    at_one = [f"{at[1.0]['accuracy']:.1%} for {METHODS[m]}" for m, at in sweeps.items() if 1.0 in at]
+    if at_one:
+        said.append(f"At s = 1 the share of samples read as the digit asked for is {'; '.join(at_one)}.")
+    by_t = {r["t"]: r for r in report.get("accuracy_vs_t", [])}
+    if 300 in by_t:
+        chance = [t for t, r in sorted(by_t.items()) if r["clean_evaluator"] <= 0.12]
+        said.append(f"The noisy classifier reads {by_t[300]['noisy_classifier']:.0%} of x_t right at t = 300"
+                    + (f", where the clean evaluator is at chance from t = {chance[0]} on." if chance else "."))
+    return " ".join(said)
 
 
 CURVE_TITLES = {"accuracy": "accuracy (evaluator)", "frechet": "Frechet distance", "precision": "precision",
