@@ -21,9 +21,10 @@ from .core.sampling import (Guidance, Step, Trajectory, ddim_sample, ddim_step, 
                             record_trajectory, sampling_steps, spaced_timesteps)
 from .core.schedule import NoiseSchedule
 from .core.toy import GaussianMixture2D
-from .core.training import (EMA, Budget, denoiser_loss, fit, min_snr_timesteps, min_snr_weight, noisy_classifier_loss,
-                            one_cycle, train_classifier, train_denoiser)
+from .core.training import (EMA, denoiser_loss, min_snr_timesteps, min_snr_weight, noisy_classifier_loss, one_cycle,
+                            training_steps)
 # the course's tooling
+from .fitting import Budget, fit, train_classifier, train_denoiser
 from .budgets import fast_mode, sample_count, training_minutes
 from .live import LiveView, sample_preview
 from .plotting import image_grid, plot_chains, plot_losses, plot_schedules, plot_trajectory, show_images
@@ -43,6 +44,6 @@ __all__ = [
     "predict", "record_trajectory", "sampling_steps",
     "NoiseSchedule", "GaussianMixture2D", "LiveView", "sample_preview", "load_model", "load_pretrained",
     "my_models_dir", "save_my_model", "train_live", "trained_enough", "LIVE_GOALS",
-    "EMA", "Budget", "denoiser_loss", "fit", "min_snr_timesteps", "min_snr_weight", "one_cycle",
+    "EMA", "Budget", "denoiser_loss", "fit", "min_snr_timesteps", "min_snr_weight", "one_cycle", "training_steps",
     "noisy_classifier_loss", "train_classifier", "train_denoiser",
 ]

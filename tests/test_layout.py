@@ -57,3 +57,12 @@ def test_the_core_holds_the_learners_modules():
     assert expected <= {p.stem for p in CORE.glob("*.py")}
     tooling = {"checks", "evaluation", "widgets", "recipes", "notebooks", "cli"}
     assert tooling <= {p.stem for p in PACKAGE.glob("*.py")}
+
+
+def test_the_cores_training_module_holds_the_loop_not_the_machinery():
+    """The budget, the bar, the stop button, autocast and DistributedDataParallel live in course_utils.fitting."""
+    source = (CORE / "training.py").read_text()
+    imported = imported_modules(source, "course_utils.core.training")
+    assert not imported & {"tqdm.auto", "signal", "threading", "time", "contextlib"}, imported
+    assert "DistributedDataParallel" not in source and "def training_steps(" in source
+    assert "def fit(" in (PACKAGE / "fitting.py").read_text()
