@@ -17,10 +17,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .core.device import autocast_for, bf16_is_fast, pick_device
+from .core.device import autocast_for, pick_device
 from .core.guidance import NULL_LABEL
 from .core.sampling import validate_prediction
 from .core.training import EMA, denoiser_loss, noisy_classifier_loss, training_steps
+from .cpu import bf16_is_fast
 
 
 class Budget:

@@ -194,7 +194,7 @@ def test_min_snr_weights_and_the_timesteps_they_draw():
 
 
 def test_bf16_autocast_is_off_when_the_vector_instructions_are_capped(monkeypatch):
-    from course_utils.core import device
+    from course_utils import cpu as device
 
     monkeypatch.setattr(device, "cpu_vector_isa", lambda: "AVX512")
     monkeypatch.setattr(device, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})

@@ -66,3 +66,13 @@ def test_the_cores_training_module_holds_the_loop_not_the_machinery():
     assert not imported & {"tqdm.auto", "signal", "threading", "time", "contextlib"}, imported
     assert "DistributedDataParallel" not in source and "def training_steps(" in source
     assert "def fit(" in (PACKAGE / "fitting.py").read_text()
+
+
+def test_the_core_is_told_whether_to_autocast_and_never_reads_the_processor():
+    import pytest
+
+    from course_utils.core.device import autocast_for
+
+    assert "cpuinfo" not in (CORE / "device.py").read_text() and "cpuinfo" in (PACKAGE / "cpu.py").read_text()
+    with pytest.raises(TypeError, match="True or False"):
+        autocast_for("cpu", None)
