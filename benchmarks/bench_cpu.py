@@ -23,7 +23,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from course_utils import EpsUNet, NoiseSchedule, autocast_for, bf16_is_fast, count_parameters, denoiser_loss
-from course_utils.core.device import cpu_summary
+from course_utils.cpu import cpu_summary
 from course_utils.evaluation import generate
 from course_utils.pretrained import load_pretrained
 

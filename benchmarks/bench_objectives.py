@@ -30,10 +30,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from course_utils import EMA, EpsUNet, NoiseSchedule, load_mnist, load_pretrained  # noqa: E402
-from course_utils.core.device import cpu_summary  # noqa: E402
 from course_utils.core.sampling import ddim_sample  # noqa: E402
-from course_utils.core.training import denoiser_loss, fit  # noqa: E402
+from course_utils.core.training import denoiser_loss  # noqa: E402
+from course_utils.cpu import cpu_summary  # noqa: E402
 from course_utils.evaluation import evaluator_outputs, judge  # noqa: E402
+from course_utils.fitting import fit  # noqa: E402
 from course_utils.recipes import lr_shape, recipe_for  # noqa: E402
 
 from unguided_table import print_header, print_row  # noqa: E402  (beside this script)

@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from course_utils import load_mnist, load_pretrained  # noqa: E402
-from course_utils.core.device import cpu_summary  # noqa: E402
+from course_utils.cpu import cpu_summary  # noqa: E402
 from course_utils.evaluation import (  # noqa: E402
     evaluator_outputs,
     frechet_distance,

@@ -31,9 +31,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from course_utils import NoiseSchedule, load_mnist, load_pretrained  # noqa: E402
-from course_utils.core.device import cpu_summary  # noqa: E402
-from course_utils.core.training import fit  # noqa: E402
+from course_utils.cpu import cpu_summary  # noqa: E402
 from course_utils.evaluation import evaluator_outputs  # noqa: E402
+from course_utils.fitting import fit  # noqa: E402
 from course_utils.recipes import QUICK_RECIPES, lr_shape, network_ema_optimizer, recipe_loss  # noqa: E402
 
 from unguided_table import print_header, print_row  # noqa: E402  (beside this script)

@@ -12,7 +12,7 @@ Everything the notebooks and the tests rely on is importable from here.
 """
 # the core
 from .core.data import MNIST, load_mnist, to_model_range
-from .core.device import autocast_for, bf16_is_fast, pick_device, seed_everything
+from .core.device import autocast_for, pick_device, seed_everything
 from .core.guidance import (NULL_LABEL, cfg_eps, classifier_grad, guided_eps, guided_mean, validate_labels,
                             validate_scale)
 from .core.models import (EpsUNet, Evaluator, MLPDenoiser, NoisyClassifier, TimeMapUNet, UNet, count_parameters,
@@ -21,9 +21,11 @@ from .core.sampling import (Guidance, Step, Trajectory, ddim_sample, ddim_step, 
                             record_trajectory, sampling_steps, spaced_timesteps)
 from .core.schedule import NoiseSchedule
 from .core.toy import GaussianMixture2D
-from .core.training import (EMA, Budget, denoiser_loss, fit, min_snr_timesteps, min_snr_weight, noisy_classifier_loss,
-                            one_cycle, train_classifier, train_denoiser)
+from .core.training import (EMA, denoiser_loss, min_snr_timesteps, min_snr_weight, noisy_classifier_loss, one_cycle,
+                            training_steps)
 # the course's tooling
+from .cpu import bf16_is_fast
+from .fitting import Budget, fit, train_classifier, train_denoiser
 from .budgets import fast_mode, sample_count, training_minutes
 from .live import LiveView, sample_preview
 from .plotting import image_grid, plot_chains, plot_losses, plot_schedules, plot_trajectory, show_images
@@ -43,6 +45,6 @@ __all__ = [
     "predict", "record_trajectory", "sampling_steps",
     "NoiseSchedule", "GaussianMixture2D", "LiveView", "sample_preview", "load_model", "load_pretrained",
     "my_models_dir", "save_my_model", "train_live", "trained_enough", "LIVE_GOALS",
-    "EMA", "Budget", "denoiser_loss", "fit", "min_snr_timesteps", "min_snr_weight", "one_cycle",
+    "EMA", "Budget", "denoiser_loss", "fit", "min_snr_timesteps", "min_snr_weight", "one_cycle", "training_steps",
     "noisy_classifier_loss", "train_classifier", "train_denoiser",
 ]

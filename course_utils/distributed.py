@@ -7,7 +7,7 @@ Every process runs the same program. torchrun tells each one who it is through t
 
 - each process draws its own batches, ``global_batch / N`` rows, from its own generator seeded with
   :func:`rank_seed` (the run's seed for rank 0, so that one process draws what a plain run draws);
-- :func:`~course_utils.core.training.fit` wraps the network in DistributedDataParallel, which averages
+- :func:`~course_utils.fitting.fit` wraps the network in DistributedDataParallel, which averages
   the gradients over the processes in every backward pass: each step is one step on the global batch;
 - every process starts from the same weights and applies the same averaged gradients, so the weights,
   and the EMA computed from them, stay identical everywhere;

@@ -26,7 +26,7 @@ def _notebook_display():
 
 
 class LiveView:
-    """A :func:`~course_utils.core.training.fit` callback that redraws ``draw(ax)`` beside the
+    """A :func:`~course_utils.fitting.fit` callback that redraws ``draw(ax)`` beside the
     loss curve at most every ``every`` seconds (and at :meth:`finish`)."""
 
     def __init__(self, draw: Callable, *, every: float = 25.0, title: str = "training", display=None,

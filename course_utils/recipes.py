@@ -22,9 +22,10 @@ from .core.device import pick_device
 from .core.guidance import NULL_LABEL
 from .core.models import EpsUNet, Evaluator, NoisyClassifier, TimeMapUNet
 from .core.schedule import NoiseSchedule
-from .core.training import EMA, Budget, denoiser_loss, fit, noisy_classifier_loss, one_cycle
+from .core.training import EMA, denoiser_loss, noisy_classifier_loss, one_cycle
 from .distributed import World, barrier, gather, join, leave, per_process_batch, rank_seed
 from .files import atomic_write
+from .fitting import Budget, fit
 from .live import LiveView
 from .pretrained import NAMES, TRAINED_IN, WEIGHTS_DIR, Pretrained, save_my_model, save_weights
 

@@ -119,6 +119,38 @@ def test_training_a_toy_denoiser_lowers_its_loss(toy):
     assert ema.updates == 300
 
 
+def test_the_learners_loop_is_the_loop_fit_drives(toy):
+    """training_steps, run by hand for 40 steps, gives the losses and weights fit gives for the same draws: fit
+    adds the budget, the bar and the rest around this loop, and changes none of its steps."""
+    import itertools
+
+    from course_utils import fit, training_steps
+
+    s = NoiseSchedule(T=200)
+    x, _ = toy.sample(1024, generator=torch.Generator().manual_seed(0))
+
+    def loss_fn(m, x0):
+        return denoiser_loss(m, s, x0, generator=draws)
+
+    runs = []
+    for by_hand in (True, False):
+        torch.manual_seed(0)
+        model = MLPDenoiser(shape=(2,), hidden=32, emb_dim=16, layers=2)
+        ema, draws = EMA(model, decay=0.9), torch.Generator().manual_seed(2)
+        rows = torch.Generator().manual_seed(1)
+        if by_hand:
+            opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+            loop = training_steps(model, loss_fn, (x,), opt, batch_size=64, ema=ema, generator=rows)
+            losses = [loss.item() for loss in itertools.islice(loop, 40)]
+        else:
+            losses = fit(model, loss_fn, (x,), steps=40, batch_size=64, lr=3e-3, ema=ema, generator=rows,
+                         device="cpu", autocast=False, progress=False)
+        runs.append((losses, torch.cat([p.flatten() for p in ema.model.parameters()]), ema.updates))
+    (hand, hand_ema, hand_updates), (fitted, fit_ema, fit_updates) = runs
+    assert hand == pytest.approx(fitted, abs=1e-6) and torch.allclose(hand_ema, fit_ema, atol=1e-6)
+    assert hand_updates == fit_updates == 40 and sum(hand[-10:]) < sum(hand[:10])
+
+
 def test_training_the_noisy_classifier_on_mnist_lowers_its_loss():
     torch.manual_seed(0)
     d = load_mnist(offline=True, verbose=False)
@@ -162,7 +194,7 @@ def test_min_snr_weights_and_the_timesteps_they_draw():
 
 
 def test_bf16_autocast_is_off_when_the_vector_instructions_are_capped(monkeypatch):
-    from course_utils.core import device
+    from course_utils import cpu as device
 
     monkeypatch.setattr(device, "cpu_vector_isa", lambda: "AVX512")
     monkeypatch.setattr(device, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})

@@ -57,3 +57,22 @@ def test_the_core_holds_the_learners_modules():
     assert expected <= {p.stem for p in CORE.glob("*.py")}
     tooling = {"checks", "evaluation", "widgets", "recipes", "notebooks", "cli"}
     assert tooling <= {p.stem for p in PACKAGE.glob("*.py")}
+
+
+def test_the_cores_training_module_holds_the_loop_not_the_machinery():
+    """The budget, the bar, the stop button, autocast and DistributedDataParallel live in course_utils.fitting."""
+    source = (CORE / "training.py").read_text()
+    imported = imported_modules(source, "course_utils.core.training")
+    assert not imported & {"tqdm.auto", "signal", "threading", "time", "contextlib"}, imported
+    assert "DistributedDataParallel" not in source and "def training_steps(" in source
+    assert "def fit(" in (PACKAGE / "fitting.py").read_text()
+
+
+def test_the_core_is_told_whether_to_autocast_and_never_reads_the_processor():
+    import pytest
+
+    from course_utils.core.device import autocast_for
+
+    assert "cpuinfo" not in (CORE / "device.py").read_text() and "cpuinfo" in (PACKAGE / "cpu.py").read_text()
+    with pytest.raises(TypeError, match="True or False"):
+        autocast_for("cpu", None)

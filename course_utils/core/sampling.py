@@ -360,7 +360,8 @@ def ddpm_sample(model, schedule, shape, *, prediction="eps", y=None, classifier=
     ``steps``: ancestral sampling on the respaced chain of that many timesteps
     (:meth:`NoiseSchedule.respace`); None uses all T.
     ``clip_x0``: clamp x0_hat to [-1, 1] (default: on for 4-D image batches, off otherwise).
-    ``autocast``: bfloat16 autocast for the model (False: off, True: on, None: where it is fast).
+    ``autocast``: bfloat16 autocast for the model (True or False; ``course_utils.bf16_is_fast(device)`` says
+    whether it pays here).
     To see every step (a trajectory, a picture per step), iterate over :func:`sampling_steps` instead.
     Returns x_0 as float32.
     """
