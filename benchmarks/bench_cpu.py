@@ -7,7 +7,7 @@ Prints, for the eps U-Net (the shipped size, and with --channels 16 32 32 --emb 
 the size the notebooks train live): the training-step time and achieved GFLOP/s in fp32 eager,
 fp32 channels_last, bf16 autocast in the default layout and bf16 autocast + channels_last
 (the course trains with bf16 autocast where the CPU has bf16 units, AMX or AVX-512 BF16, and
-with fp32 channels_last elsewhere: see course_utils.core.device.cpu_has_fast_bf16);
+with fp32 channels_last elsewhere: see course_utils.cpu.cpu_has_fast_bf16);
 the measured matmul peak in fp32 and bf16 for comparison; and the time to draw 64
 guided samples with DDIM-50 (classifier guidance and classifier-free guidance).
 ``--throughput B ...``: only the training step as the course trains on this CPU (bf16 autocast where it has fast
