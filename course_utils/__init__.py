@@ -13,11 +13,11 @@ Everything the notebooks and the tests rely on is importable from here.
 # the core
 from .core.data import MNIST, load_mnist, to_model_range
 from .core.device import autocast_for, pick_device, seed_everything
-from .core.guidance import (NULL_LABEL, cfg_eps, classifier_grad, guided_eps, guided_mean, validate_labels,
+from .core.guidance import (NULL_LABEL, Guidance, cfg_eps, classifier_grad, guided_eps, guided_mean, validate_labels,
                             validate_scale)
 from .core.models import (EpsUNet, Evaluator, MLPDenoiser, NoisyClassifier, TimeMapUNet, UNet, count_parameters,
                           sinusoidal_embedding, time_map)
-from .core.sampling import (Guidance, Step, Trajectory, ddim_sample, ddim_step, ddpm_sample, ddpm_step, predict,
+from .core.sampling import (Step, Trajectory, ddim_sample, ddim_step, ddpm_sample, ddpm_step, predict,
                             record_trajectory, sampling_steps, spaced_timesteps)
 from .core.schedule import NoiseSchedule
 from .core.toy import GaussianMixture2D

@@ -834,7 +834,7 @@ def check_guided_ddim_step(fn) -> None:
 
         def ddim(x_t, e, to=t_prev, x0_eps=None):
             """The package's DDIM step (eta = 0) to timestep ``to``, x0_hat made from ``x0_eps`` (default e)."""
-            return ddim_step(x_t, t, to, e, s.x0_from_eps(x_t, tt, e if x0_eps is None else x0_eps), s)
+            return ddim_step(x_t, t, s.x0_from_eps(x_t, tt, e if x0_eps is None else x0_eps), s, eps_hat=e, t_prev=to)
         eps_hat = guided_eps(eps, ab, grad, scale)
         want = ddim(x, eps_hat)
         what = f"guided DDIM step {t} -> {t_prev}"

@@ -137,7 +137,8 @@ def guided_steps(method: str, models: dict, y: torch.Tensor, scale: float, *, st
     fresh noise (0: deterministic). ``models`` maps "ddpm_eps", "noisy_classifier" and "cfg_eps" to loaded
     :class:`~course_utils.pretrained.Pretrained` bundles (only those the method needs).
     """
-    from .core.sampling import Guidance, sampling_steps
+    from .core.guidance import Guidance
+    from .core.sampling import sampling_steps
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}: expected one of {', '.join(METHODS)}")

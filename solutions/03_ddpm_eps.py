@@ -354,7 +354,7 @@ gaps = {}
 for t_int in (1, 10, 500, 999):
     t_vec = torch.full((4,), t_int)
     x0_check = schedule.x0_from_eps(x_t_check, t_vec, eps_check)
-    by_ddim = cu.ddim_step(x_t_check, t_int, t_int - 1, eps_check, x0_check, schedule, eta=1.0, noise=z_check)
+    by_ddim = cu.ddim_step(x_t_check, t_int, x0_check, schedule, z_check, eps_hat=eps_check, t_prev=t_int - 1, eta=1.0)
     by_ddpm = cu.ddpm_step(x_t_check, t_int, x0_check, schedule, z_check)
     gaps[t_int] = (by_ddim - by_ddpm).abs().max().item()
 print("DDIM (eta = 1, t' = t - 1) against DDPM, largest difference: "

@@ -218,11 +218,12 @@ def test_ddim_step_lands_on_x0_hat_at_the_end_and_needs_noise_only_with_eta(line
     g = torch.Generator().manual_seed(1)
     x_t, eps = torch.randn(3, 2, generator=g), torch.randn(3, 2, generator=g)
     x0 = linear.x0_from_eps(x_t, torch.full((3,), 40), eps)
-    assert torch.allclose(ddim_step(x_t, 40, -1, eps, x0, linear), x0)          # ab = 1 after the last step
+    assert torch.allclose(ddim_step(x_t, 40, x0, linear, eps_hat=eps, t_prev=-1), x0)   # ab = 1 after the last step
     ab_prev = linear.alpha_bars[20]
-    assert torch.allclose(ddim_step(x_t, 40, 20, eps, x0, linear), ab_prev.sqrt() * x0 + (1 - ab_prev).sqrt() * eps)
+    assert torch.allclose(ddim_step(x_t, 40, x0, linear, eps_hat=eps, t_prev=20),
+                          ab_prev.sqrt() * x0 + (1 - ab_prev).sqrt() * eps)
     with pytest.raises(ValueError, match="needs noise"):
-        ddim_step(x_t, 40, 20, eps, x0, linear, eta=1.0)
+        ddim_step(x_t, 40, x0, linear, eps_hat=eps, t_prev=20, eta=1.0)
 
 
 def test_sampling_steps_yields_every_state_and_ends_with_the_sample(linear, toy):
@@ -293,3 +294,14 @@ def test_ddim_classifier_shift_follows_the_clipping_and_is_not_clipped_away(line
     shifted = eps - scale * (1 - ab).sqrt() * classifier_grad(Brightness(), x, t, y)
     assert torch.allclose(first.x0_hat, linear.x0_from_eps(x, t, shifted), rtol=1e-4, atol=1e-4)
     assert first.x0_hat.min() > 1.0   # the guidance made every pixel brighter, past what a clamp would keep
+
+
+def test_the_two_step_rules_take_their_common_arguments_in_one_order():
+    import inspect
+
+    from course_utils import ddim_step, ddpm_step
+
+    def first(fn):
+        return list(inspect.signature(fn).parameters)[:5]
+
+    assert first(ddpm_step) == first(ddim_step) == ["x_t", "t", "x0_hat", "schedule", "noise"]

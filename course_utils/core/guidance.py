@@ -19,6 +19,7 @@ Scale conventions used throughout the course:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -105,3 +106,54 @@ def guided_eps(eps: torch.Tensor, alpha_bar_t: torch.Tensor, grad: torch.Tensor,
 def cfg_eps(eps_uncond: torch.Tensor, eps_cond: torch.Tensor, scale: float) -> torch.Tensor:
     """Classifier-free guidance:  eps_u + s * (eps_c - eps_u)  (s = 1: the conditional model)."""
     return eps_uncond + scale * (eps_cond - eps_uncond)
+
+
+@dataclass(frozen=True)
+class Guidance:
+    """What steers sampling toward the classes y, the one form the samplers use inside:
+
+    - ``Guidance.none()``: the model alone (called as ``model(x_t, t, y)`` when y is given);
+    - ``Guidance.by_classifier(classifier, scale)``: add ``scale * grad log p(y | x_t)`` from a noise-aware
+      classifier, to the DDPM mean (:func:`guided_mean`) or, as an eps shift, in DDIM (:func:`guided_eps`);
+      the model is called unconditionally;
+    - ``Guidance.classifier_free(scale, null_label)``: ``eps_u + scale * (eps_c - eps_u)`` (:func:`cfg_eps`) from
+      one conditional model called with the null label and with y.
+
+    Both kinds may be combined (a classifier's gradient on top of classifier-free guidance). The scales are
+    checked here, once, when the object is made.
+    """
+    classifier: object = None
+    classifier_scale: float = 0.0
+    cfg_scale: float | None = None
+    null_label: int = NULL_LABEL
+
+    def __post_init__(self):
+        object.__setattr__(self, "classifier_scale", validate_scale(self.classifier_scale, "classifier_scale"))
+        if self.cfg_scale is not None:
+            object.__setattr__(self, "cfg_scale", validate_scale(self.cfg_scale, "cfg_scale"))
+        if self.classifier_scale > 0 and self.classifier is None:
+            raise ValueError("classifier_scale > 0 needs a classifier (classifier=...)")
+
+    @classmethod
+    def none(cls) -> "Guidance":
+        return cls()
+
+    @classmethod
+    def by_classifier(cls, classifier, scale: float) -> "Guidance":
+        return cls(classifier=classifier, classifier_scale=scale)
+
+    @classmethod
+    def classifier_free(cls, scale: float, null_label: int = NULL_LABEL) -> "Guidance":
+        return cls(cfg_scale=scale, null_label=null_label)
+
+    @property
+    def uses_classifier(self) -> bool:
+        return self.classifier is not None and self.classifier_scale > 0
+
+    @property
+    def uses_cfg(self) -> bool:
+        return self.cfg_scale is not None
+
+    def classifier_gradient(self, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
+        """grad log p(y | x_t) from the classifier (:func:`classifier_grad`), or None without classifier guidance."""
+        return classifier_grad(self.classifier, x_t, t, y) if self.uses_classifier else None

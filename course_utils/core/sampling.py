@@ -1,12 +1,15 @@
 """Ancestral DDPM sampling and DDIM sampling, with classifier and classifier-free guidance.
 
 Both samplers share one denoising call (:func:`predict`), which turns whatever the
-model predicts (eps or x0, guided or not) into the pair ``(eps_hat, x0_hat)``.
-They differ only in how they step from x_t to the previous state.
+model predicts (eps or x0 or v, with classifier-free guidance when asked) into the pair ``(eps_hat, x0_hat)``.
+They differ in how classifier guidance enters (the DDPM mean in :func:`ddpm_step`, the predicted noise in
+:func:`condition_score` for DDIM) and in how they step from x_t to the previous state.
+
+The file reads in three parts: the checks a sampler's inputs pass once, at its entry; the formulas
+(predict, guide, step), which trust their inputs; and the loops, which run them in order.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -14,11 +17,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .device import autocast_for
-from .guidance import NULL_LABEL, cfg_eps, classifier_grad, guided_eps, guided_mean, validate_labels, validate_scale
+from .guidance import NULL_LABEL, Guidance, cfg_eps, guided_eps, guided_mean, validate_labels, validate_scale
 
 PREDICTIONS = ("eps", "x0", "v")
 
 
+# ------------------------------------------------------------------ checks, at the entry points
 def validate_prediction(prediction: str) -> str:
     """What a model outputs must be "eps", "x0" or "v" (the velocity, :meth:`NoiseSchedule.v_target`)."""
     if prediction not in PREDICTIONS:
@@ -39,147 +43,34 @@ def model_device(model, device=None) -> torch.device:
     return device
 
 
-def _validate_output(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def _checked_shape(shape) -> tuple:
+    try:
+        shape = tuple(int(s) for s in shape)
+    except TypeError:
+        raise TypeError(f"shape must be a tuple of ints such as (16, 1, 32, 32), got {shape!r}") from None
+    if len(shape) < 2 or min(shape) < 1:
+        raise ValueError(f"shape must be [B, ...] with every size >= 1, got {list(shape)}")
+    return shape
+
+
+def _checked_labels(y, guidance: Guidance, batch: int, device) -> torch.Tensor | None:
+    """The target classes as a LongTensor [batch] on ``device`` (None when no class is asked for)."""
+    if (guidance.uses_classifier or guidance.uses_cfg) and y is None:
+        what = "classifier guidance" if guidance.uses_classifier else "classifier-free guidance"
+        raise ValueError(f"{what} needs the target class: pass y=<label> (an int or a LongTensor [B])")
+    if y is None:
+        return None
+    if guidance.classifier is not None and not guidance.uses_cfg:
+        # the range is checked against the classifier's own number of classes (classifier_grad)
+        return validate_labels(y, batch, None, device=device)
+    return validate_labels(y, batch, guidance.null_label, device=device, allow=guidance.null_label)
+
+
+def _checked_output(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     if out.shape != x.shape:
         raise ValueError(f"the model must return a tensor shaped like its input {list(x.shape)}, "
                          f"got {list(out.shape)}")
     return out.float()
-
-
-def predict(model, schedule, x_t, t, *, prediction="eps", y=None, cfg_scale=None, null_label=NULL_LABEL,
-            conditional=None, clip_x0=False, autocast=False):
-    """One denoising call: return ``(eps_hat, x0_hat)`` for the batch ``x_t`` at timesteps ``t``.
-
-    - ``cfg_scale`` not None: two passes (the null label and ``y``) combined with
-      ``cfg_eps(eps_u, eps_c, cfg_scale)``, done as one batch of 2B.
-    - otherwise ``model(x_t, t, y)`` when ``conditional``, else ``model(x_t, t)``.
-
-    The model's output is read as eps, x0 or v according to ``prediction``; the others are
-    derived with the schedule. With ``clip_x0`` the x0 estimate is clamped to [-1, 1]
-    and eps recomputed from it, so the pair stays consistent.
-    """
-    with autocast_for(x_t.device, autocast):
-        if cfg_scale is not None:
-            b = x_t.shape[0]
-            nulls = torch.full_like(y, null_label)
-            out = model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([nulls, y]))
-            out = _validate_output(out, torch.cat([x_t, x_t]))
-            out_u, out_c = out[:b], out[b:]
-        else:
-            out = model(x_t, t, y) if conditional else model(x_t, t)
-            out = _validate_output(out, x_t)
-    x_t = x_t.float()
-    if cfg_scale is not None:
-        # eps, x0 and v are each a + b * (the other) at fixed x_t and t, with weights summing to 1 in the guidance:
-        # so guiding the model's output, whichever it is, gives the same eps_hat as guiding eps
-        out = cfg_eps(out_u, out_c, cfg_scale)
-    if prediction == "eps":
-        eps = out
-        x0 = schedule.x0_from_eps(x_t, t, eps)
-    elif prediction == "x0":
-        x0 = out
-        eps = schedule.eps_from_x0(x_t, t, x0)
-    else:
-        x0, eps = schedule.x0_from_v(x_t, t, out), schedule.eps_from_v(x_t, t, out)
-    if clip_x0:
-        x0 = x0.clamp(-1, 1)
-        eps = schedule.eps_from_x0(x_t, t, x0)
-    return eps, x0
-
-
-@dataclass(frozen=True)
-class Guidance:
-    """What steers sampling toward the classes y:
-
-    - ``Guidance.none()``: the model alone (called as ``model(x_t, t, y)`` when y is given);
-    - ``Guidance.by_classifier(classifier, scale)``: add ``scale * grad log p(y | x_t)`` from a noise-aware
-      classifier, to the DDPM mean or (as an eps shift) in DDIM; the model is called unconditionally;
-    - ``Guidance.classifier_free(scale, null_label)``: ``eps_u + scale * (eps_c - eps_u)`` from one conditional
-      model called with the null label and with y.
-
-    Both kinds may be combined (a classifier's gradient on top of classifier-free guidance).
-    """
-    classifier: object = None
-    classifier_scale: float = 0.0
-    cfg_scale: float | None = None
-    null_label: int = NULL_LABEL
-
-    def __post_init__(self):
-        object.__setattr__(self, "classifier_scale", validate_scale(self.classifier_scale, "classifier_scale"))
-        if self.cfg_scale is not None:
-            object.__setattr__(self, "cfg_scale", validate_scale(self.cfg_scale, "cfg_scale"))
-        if self.classifier_scale > 0 and self.classifier is None:
-            raise ValueError("classifier_scale > 0 needs a classifier (classifier=...)")
-
-    @classmethod
-    def none(cls) -> "Guidance":
-        return cls()
-
-    @classmethod
-    def by_classifier(cls, classifier, scale: float) -> "Guidance":
-        return cls(classifier=classifier, classifier_scale=scale)
-
-    @classmethod
-    def classifier_free(cls, scale: float, null_label: int = NULL_LABEL) -> "Guidance":
-        return cls(cfg_scale=scale, null_label=null_label)
-
-    @property
-    def uses_classifier(self) -> bool:
-        return self.classifier is not None and self.classifier_scale > 0
-
-
-class _Setup:
-    """Validated sampler arguments (shared by every sampler): the batch, the device, the labels, the guidance."""
-
-    def __init__(self, model, schedule, shape, prediction, y, guidance: Guidance, generator, device, clip_x0):
-        validate_prediction(prediction)
-        try:
-            shape = tuple(int(s) for s in shape)
-        except TypeError:
-            raise TypeError(f"shape must be a tuple of ints such as (16, 1, 32, 32), got {shape!r}") from None
-        if len(shape) < 2 or min(shape) < 1:
-            raise ValueError(f"shape must be [B, ...] with every size >= 1, got {list(shape)}")
-        self.guidance = guidance
-        if (guidance.uses_classifier or guidance.cfg_scale is not None) and y is None:
-            what = "classifier guidance" if guidance.uses_classifier else "classifier-free guidance"
-            raise ValueError(f"{what} needs the target class: pass y=<label> (an int or a LongTensor [B])")
-        self.device = model_device(model, device)
-        b = shape[0]
-        if y is not None:
-            if guidance.classifier is not None and guidance.cfg_scale is None:
-                # the range is checked against the classifier's own number of classes
-                y = validate_labels(y, b, None, device=self.device)
-            else:
-                y = validate_labels(y, b, guidance.null_label, device=self.device, allow=guidance.null_label)
-        self.model, self.schedule, self.shape = model, schedule.to(self.device), shape
-        self.prediction, self.y = prediction, y
-        self.conditional = y is not None and guidance.cfg_scale is None and guidance.classifier is None
-        self.clip_x0 = len(shape) == 4 if clip_x0 is None else bool(clip_x0)
-        self.generator = generator
-        self.noise_device = generator.device if generator is not None else self.device
-
-    def noise(self) -> torch.Tensor:
-        return torch.randn(self.shape, generator=self.generator, device=self.noise_device).to(self.device)
-
-    def timesteps(self, t: int) -> torch.Tensor:
-        return torch.full((self.shape[0],), t, dtype=torch.long, device=self.device)
-
-    def denoise(self, x, t, autocast):
-        return predict(self.model, self.schedule, x, t, prediction=self.prediction, y=self.y,
-                       cfg_scale=self.guidance.cfg_scale, null_label=self.guidance.null_label,
-                       conditional=self.conditional, clip_x0=self.clip_x0, autocast=autocast)
-
-    def grad(self, x, t):
-        return classifier_grad(self.guidance.classifier, x, t, self.y)
-
-
-def spaced_timesteps(T: int, steps: int) -> list[int]:
-    """``steps`` timesteps spread evenly over 0..T-1, from T-1 down to 0: the timesteps DDIM visits, and
-    the sub-chain a respaced DDPM runs on (:meth:`NoiseSchedule.respace`)."""
-    if not isinstance(steps, int) or not 1 <= steps <= T:
-        raise ValueError(f"steps must be an integer in 1..T={T}, got {steps!r}")
-    ts = torch.linspace(0, T - 1, steps, dtype=torch.float64).round().long().tolist()
-    return sorted(set(ts), reverse=True)
 
 
 def _one_timestep(t, schedule, name: str = "t") -> int:
@@ -194,12 +85,90 @@ def _one_timestep(t, schedule, name: str = "t") -> int:
     return int(t)
 
 
+def _checked_noise(noise, x_t: torch.Tensor, what: str) -> torch.Tensor:
+    if noise is None:
+        raise ValueError(f"{what} needs noise shaped like x_t {list(x_t.shape)}")
+    return noise
+
+
+def spaced_timesteps(T: int, steps: int) -> list[int]:
+    """``steps`` timesteps spread evenly over 0..T-1, from T-1 down to 0: the timesteps DDIM visits, and
+    the sub-chain a respaced DDPM runs on (:meth:`NoiseSchedule.respace`)."""
+    if not isinstance(steps, int) or not 1 <= steps <= T:
+        raise ValueError(f"steps must be an integer in 1..T={T}, got {steps!r}")
+    ts = torch.linspace(0, T - 1, steps, dtype=torch.float64).round().long().tolist()
+    return sorted(set(ts), reverse=True)
+
+
+# ------------------------------------------------------------------ the formulas: predict, guide, step
+def eps_and_x0(schedule, x_t, t, out, prediction: str, clip_x0: bool = False):
+    """A prediction ``out`` of the kind ``prediction`` in both forms ``(eps_hat, x0_hat)``, with ab = alpha_bar_t:
+
+        "eps":  x0 = (x_t - sqrt(1 - ab) eps) / sqrt(ab)
+        "x0":   eps = (x_t - sqrt(ab) x0) / sqrt(1 - ab)
+        "v":    x0 = sqrt(ab) x_t - sqrt(1 - ab) v,   eps = sqrt(1 - ab) x_t + sqrt(ab) v
+
+    With ``clip_x0``, x0 is clamped to [-1, 1] and eps recomputed from it, so the pair stays consistent.
+    """
+    if prediction == "eps":
+        eps, x0 = out, schedule.x0_from_eps(x_t, t, out)
+    elif prediction == "x0":
+        eps, x0 = schedule.eps_from_x0(x_t, t, out), out
+    else:
+        eps, x0 = schedule.eps_from_v(x_t, t, out), schedule.x0_from_v(x_t, t, out)
+    if clip_x0:
+        x0 = x0.clamp(-1, 1)
+        eps = schedule.eps_from_x0(x_t, t, x0)
+    return eps, x0
+
+
+def predict(model, schedule, x_t, t, *, prediction="eps", y=None, guidance: Guidance = Guidance(),
+            clip_x0=False, autocast=False):
+    """One denoising call: return ``(eps_hat, x0_hat)`` for the batch ``x_t`` at timesteps ``t``.
+
+    - classifier-free guidance (``guidance.cfg_scale`` set): two passes, the null label and ``y``, done as one
+      batch of 2B and combined with ``cfg_eps(out_u, out_c, cfg_scale)``;
+    - otherwise ``model(x_t, t, y)`` when ``y`` is given and no classifier guides, else ``model(x_t, t)``.
+
+    The output is read as eps, x0 or v and returned in both forms by :func:`eps_and_x0` (clamped with ``clip_x0``).
+    """
+    with autocast_for(x_t.device, autocast):
+        if guidance.uses_cfg:
+            b = x_t.shape[0]
+            nulls = torch.full_like(y, guidance.null_label)
+            out = model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([nulls, y]))
+            out = _checked_output(out, torch.cat([x_t, x_t]))
+            out_u, out_c = out[:b], out[b:]
+        elif y is not None and guidance.classifier is None:
+            out = _checked_output(model(x_t, t, y), x_t)
+        else:
+            out = _checked_output(model(x_t, t), x_t)
+    if guidance.uses_cfg:
+        # eps, x0 and v are each a + b * (the other) at fixed x_t and t, with weights summing to 1 in the guidance:
+        # so guiding the model's output, whichever it is, gives the same eps_hat as guiding eps
+        out = cfg_eps(out_u, out_c, guidance.cfg_scale)
+    return eps_and_x0(schedule, x_t.float(), t, out, prediction, clip_x0)
+
+
+def condition_score(schedule, x_t, t, eps_hat, grad, scale: float):
+    """Classifier guidance in DDIM, as a shift of the predicted noise (Dhariwal and Nichol, Algorithm 2):
+
+        eps_hat' = eps_hat - s * sqrt(1 - alpha_bar_t) * grad log p(y | x_t)       (:func:`guided_eps`)
+
+    returned with its x0_hat' by :func:`eps_and_x0`, not clamped again (as guided-diffusion's ``condition_score``):
+    the shift moves x0_hat by s (1 - ab_t) / sqrt(ab_t) grad, largest at large t, where a clamp would cut it off.
+    DDPM's counterpart, the shift of the mean, is :func:`guided_mean` inside :func:`ddpm_step`.
+    """
+    eps = guided_eps(eps_hat, schedule.at(schedule.alpha_bars, t, x_t), grad, scale)
+    return eps_and_x0(schedule, x_t, t, eps, "eps")
+
+
 def ddpm_step(x_t: torch.Tensor, t: int, x0_hat: torch.Tensor, schedule, noise: torch.Tensor | None = None, *,
               grad: torch.Tensor | None = None, scale: float = 0.0) -> torch.Tensor:
     """One ancestral step from x_t to x_{t-1} (Ho et al.), all tensors [B, ...], ``t`` an int:
 
         mu      = posterior_mean(x0_hat, x_t, t)          (the mean of q(x_{t-1} | x_t, x0_hat))
-        mu      = mu + s * Sigma_t * grad                 (classifier guidance, when ``grad`` is given)
+        mu      = mu + s * Sigma_t * grad                 (classifier guidance, when ``grad`` is given: guided_mean)
         x_{t-1} = mu + sqrt(Sigma_t) * noise              (Sigma_t = posterior_variance[t]; no noise at t = 0)
     """
     t = _one_timestep(t, schedule)
@@ -210,20 +179,19 @@ def ddpm_step(x_t: torch.Tensor, t: int, x0_hat: torch.Tensor, schedule, noise: 
         mean = guided_mean(mean, variance, grad, scale)
     if t == 0:
         return mean
-    if noise is None:
-        raise ValueError(f"ddpm_step at t = {t} > 0 needs noise shaped like x_t {list(x_t.shape)}")
-    return mean + variance.sqrt() * noise
+    return mean + variance.sqrt() * _checked_noise(noise, x_t, f"ddpm_step at t = {t} > 0")
 
 
-def ddim_step(x_t: torch.Tensor, t: int, t_prev: int, eps_hat: torch.Tensor, x0_hat: torch.Tensor, schedule,
-              eta: float = 0.0, noise: torch.Tensor | None = None) -> torch.Tensor:
+def ddim_step(x_t: torch.Tensor, t: int, x0_hat: torch.Tensor, schedule, noise: torch.Tensor | None = None, *,
+              eps_hat: torch.Tensor, t_prev: int, eta: float = 0.0) -> torch.Tensor:
     """One DDIM step from x_t to x_{t'}, t' = ``t_prev`` < t (Song et al.), with ab_{t'} = 1 for t' = -1:
 
         sigma = eta * sqrt((1 - ab_t') / (1 - ab_t) * (1 - ab_t / ab_t'))
         x_t'  = sqrt(ab_t') x0_hat + sqrt(1 - ab_t' - sigma^2) eps_hat + sigma * noise
 
-    ``eps_hat`` and ``x0_hat`` are the model's prediction in both forms (:func:`predict`); eta = 0 is
-    deterministic, and no noise is added on the last step (t' = -1).
+    The first arguments are :func:`ddpm_step`'s, in its order; ``eps_hat`` and ``x0_hat`` are the model's
+    prediction in both forms (:func:`predict`). eta = 0 is deterministic, and no noise is added on the last
+    step (t' = -1).
     """
     t = _one_timestep(t, schedule)
     if t_prev != -1:
@@ -237,12 +205,11 @@ def ddim_step(x_t: torch.Tensor, t: int, t_prev: int, eps_hat: torch.Tensor, x0_
     # (For eta > 1, more noise than the marginals allow, it can be truly negative: the clamp then drops the eps term.)
     x = ab_prev.sqrt() * x0_hat + (1 - ab_prev - sigma**2).clamp(min=0).sqrt() * eps_hat
     if eta > 0 and t_prev >= 0:
-        if noise is None:
-            raise ValueError(f"ddim_step with eta = {eta} > 0 needs noise shaped like x_t {list(x_t.shape)}")
-        x = x + sigma * noise
+        x = x + sigma * _checked_noise(noise, x_t, f"ddim_step with eta = {eta} > 0")
     return x
 
 
+# ------------------------------------------------------------------ the loops
 class Step(NamedTuple):
     """One state of a sampling run: step ``i``, its timestep ``t`` (-1 at the end), x_t and the model's x0_hat
     there (at the end both are the sample)."""
@@ -283,6 +250,7 @@ def sampling_steps(model, schedule, shape, *, sampler: str = "ddpm", steps: int 
     "ddim" (``steps`` timesteps, default 50, with ``eta``); other keywords as in :func:`ddpm_sample`.
     ``guidance``: a :class:`Guidance`, in place of the keywords classifier, classifier_scale, cfg_scale and
     null_label. The caller decides what to keep: ``ddpm_sample`` and ``ddim_sample`` keep only the end."""
+    # the front: every input is checked here, once, and the loops below trust them
     if sampler not in ("ddpm", "ddim"):
         raise ValueError(f"sampler must be 'ddpm' or 'ddim', got {sampler!r}")
     if guidance is None:
@@ -290,48 +258,58 @@ def sampling_steps(model, schedule, shape, *, sampler: str = "ddpm", steps: int 
     elif (classifier, classifier_scale, cfg_scale, null_label) != (None, 0.0, None, NULL_LABEL):
         raise ValueError("pass either guidance=Guidance(...) or the keywords classifier, classifier_scale, "
                          "cfg_scale and null_label, not both")
-    run = _Setup(model, schedule, shape, prediction, y, guidance, generator, device, clip_x0)
+    validate_prediction(prediction)
+    shape = _checked_shape(shape)
+    device = model_device(model, device)
+    y = _checked_labels(y, guidance, shape[0], device)
+    schedule = schedule.to(device)
+    clip_x0 = len(shape) == 4 if clip_x0 is None else bool(clip_x0)
+    noise_device = generator.device if generator is not None else device
+
+    def draw_noise():
+        return torch.randn(shape, generator=generator, device=noise_device).to(device)
+
+    def denoise(x, t):
+        return predict(model, schedule, x, t, prediction=prediction, y=y, guidance=guidance, clip_x0=clip_x0,
+                       autocast=autocast)
+
     if sampler == "ddpm":
-        yield from _ddpm_steps(run, steps, autocast)
+        # the timesteps the model is called at, increasing: all T, or the `steps` kept by the respaced chain
+        model_timesteps = spaced_timesteps(schedule.T, schedule.T if steps is None else steps)[::-1]
+        yield from _ddpm_steps(denoise, guidance, y, schedule, model_timesteps, draw_noise)
     else:
-        yield from _ddim_steps(run, 50 if steps is None else steps, validate_scale(eta, "eta"), autocast)
+        timesteps = spaced_timesteps(schedule.T, 50 if steps is None else steps)    # decreasing, T-1 first
+        yield from _ddim_steps(denoise, guidance, y, schedule, timesteps, validate_scale(eta, "eta"), draw_noise)
 
 
-def _ddpm_steps(run, steps, autocast):
-    # the timesteps the model is called at, increasing: all T, or the `steps` kept by the respaced chain
-    model_timesteps = spaced_timesteps(run.schedule.T, steps if steps is not None else run.schedule.T)[::-1]
+def _ddpm_steps(denoise, guidance, y, schedule, model_timesteps, draw_noise):
     # the schedule the steps run on: the full one, or its respaced sub-chain, whose step k is model time
     # model_timesteps[k] (notebook 3: alpha_bar'_k = alpha_bar at model_timesteps[k])
-    full = len(model_timesteps) == run.schedule.T
-    sub_schedule = run.schedule if full else run.schedule.respace(model_timesteps)
-    x = run.noise()                                                  # x_{T-1} ~ N(0, I)
+    full = len(model_timesteps) == schedule.T
+    sub_schedule = schedule if full else schedule.respace(model_timesteps)
+    x = draw_noise()                                                 # x_{T-1} ~ N(0, I)
     for step_index, k in enumerate(range(sub_schedule.T - 1, -1, -1)):
-        t_model = run.timesteps(model_timesteps[k])
-        eps, x0 = run.denoise(x, t_model, autocast)                  # 1. predict eps_hat, x0_hat (clipped)
-        grad = run.grad(x, t_model) if run.guidance.uses_classifier else None   # 2. guide: grad log p(y | x_t)
+        t_model = torch.full((x.shape[0],), model_timesteps[k], dtype=torch.long, device=x.device)
+        eps, x0 = denoise(x, t_model)                                # 1. predict eps_hat, x0_hat (clipped)
+        grad = guidance.classifier_gradient(x, t_model, y)           # 2. guide: grad log p(y | x_t), or None
         yield Step(step_index, model_timesteps[k], x, x0)
-        noise = run.noise() if k > 0 else None                       # 3. step: posterior mean (+ s Sigma grad)
-        x = ddpm_step(x, k, x0, sub_schedule, noise, grad=grad, scale=run.guidance.classifier_scale)
+        noise = draw_noise() if k > 0 else None                      # 3. step: posterior mean + s Sigma grad
+        x = ddpm_step(x, k, x0, sub_schedule, noise, grad=grad, scale=guidance.classifier_scale)
     yield Step(sub_schedule.T, -1, x, x)
 
 
-def _ddim_steps(run, steps, eta, autocast):
-    schedule = run.schedule
-    timesteps = spaced_timesteps(schedule.T, steps)                  # decreasing, T-1 first
-    x = run.noise()
+def _ddim_steps(denoise, guidance, y, schedule, timesteps, eta, draw_noise):
+    x = draw_noise()                                                 # x_{T-1} ~ N(0, I)
     for step_index, t_int in enumerate(timesteps):
-        t = run.timesteps(t_int)
-        eps, x0 = run.denoise(x, t, autocast)                        # 1. predict eps_hat, x0_hat (clipped)
-        if run.guidance.uses_classifier:                             # 2. guide: eps_hat - s sqrt(1 - ab_t) grad
-            # the shift comes after the clipping in predict, and its x0 is not clipped again (as guided-diffusion's
-            # condition_score): at large t the shift moves x0 by s (1 - ab_t) / sqrt(ab_t) grad, so a second clamp
-            # would cut the guidance off wherever it is strongest
-            eps = guided_eps(eps, schedule.at(schedule.alpha_bars, t, x), run.grad(x, t), run.guidance.classifier_scale)
-            x0 = schedule.x0_from_eps(x, t, eps)
+        t = torch.full((x.shape[0],), t_int, dtype=torch.long, device=x.device)
+        eps, x0 = denoise(x, t)                                      # 1. predict eps_hat, x0_hat (clipped)
+        if guidance.uses_classifier:                                 # 2. guide: eps_hat - s sqrt(1 - ab_t) grad
+            eps, x0 = condition_score(schedule, x, t, eps, guidance.classifier_gradient(x, t, y),
+                                      guidance.classifier_scale)
         yield Step(step_index, t_int, x, x0)
         t_prev = timesteps[step_index + 1] if step_index + 1 < len(timesteps) else -1
-        noise = run.noise() if eta > 0 and t_prev >= 0 else None     # 3. step: the DDIM update to t_prev
-        x = ddim_step(x, t_int, t_prev, eps, x0, schedule, eta, noise)
+        noise = draw_noise() if eta > 0 and t_prev >= 0 else None    # 3. step: the DDIM update to t_prev
+        x = ddim_step(x, t_int, x0, schedule, noise, eps_hat=eps, t_prev=t_prev, eta=eta)
     yield Step(len(timesteps), -1, x, x)
 
 
