@@ -27,8 +27,9 @@ def save_figure(fig, path: Path) -> Path:
 
 
 def main_evaluate(args) -> int:
-    """Run the quality report; write report.json, report.md and report.png under --out (measured rows are kept in
-    --out/partial.json as they come, so an interrupted run resumes)."""
+    """Run the quality report; write report.json, report.md and report.png under --out. Measured rows are kept in
+    --rows (default --out/rows.json) as they come, so an interrupted run resumes, on this machine or, with the file
+    carried along, on another."""
     import json
 
     import matplotlib
@@ -38,7 +39,7 @@ def main_evaluate(args) -> int:
     from .files import write_text_atomic
 
     report = quality_report(n_per_class=args.n_per_class, steps=args.steps, seeds=args.seeds, device=args.device,
-                            partial=args.out / "partial.json", ddpm_1000=not args.no_ddpm_1000)
+                            partial=args.rows or args.out / "rows.json", ddpm_1000=not args.no_ddpm_1000)
     text = report_markdown(report)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -61,7 +62,7 @@ def publish_report(out: Path, root: Path) -> None:
     between the README's two markers, so that the README states what the report measured, word for word."""
     import shutil
 
-    from .files import write_text_atomic
+    from .files import atomic_write, write_text_atomic
 
     readme = root / "README.md"
     text = readme.read_text()
@@ -70,8 +71,8 @@ def publish_report(out: Path, root: Path) -> None:
         raise ValueError(f"{readme} has no place for the report: it needs the lines {README_REPORT[0]!r} and "
                          f"{README_REPORT[1]!r}, in that order")
     for kind in ("json", "md", "png"):
-        shutil.copyfile(out / f"report.{kind}", root / "docs" / f"quality.{kind}.tmp")
-        (root / "docs" / f"quality.{kind}.tmp").replace(root / "docs" / f"quality.{kind}")
+        source = out / f"report.{kind}"
+        atomic_write(root / "docs" / f"quality.{kind}", lambda tmp, source=source: shutil.copyfile(source, tmp))
     report = (out / "report.md").read_text().strip()
     write_text_atomic(readme, text[:begin + len(README_REPORT[0])] + "\n\n" + report + "\n\n" + text[end:])
 
@@ -140,6 +141,8 @@ def main(argv=None) -> int:
     ev.add_argument("--no-ddpm-1000", action="store_true", help="skip the unguided 1,000-step DDPM rows")
     ev.add_argument("--device", default=None)
     ev.add_argument("--out", type=Path, default=Path("build") / "quality")
+    ev.add_argument("--rows", type=Path, default=None,
+                    help="the measured rows, read to resume and written after each row (default: OUT/rows.json)")
     ev.add_argument("--update-manifest", action="store_true", help="write the measured quality into the manifest")
     ev.add_argument("--update-readme", action="store_true",
                     help="copy the report into docs/ and the README (in a checkout of the course)")

@@ -304,7 +304,7 @@ def quality_report(n_per_class: int = 100, scales: dict | None = None, steps: in
     rows = {key: cache.get(key, compute) for key, compute in tqdm(jobs, desc="rows", disable=not progress)}
 
     report = {"n": n, "n_reference": n, "steps": steps, "seeds": seeds, "device": str(device),
-              "target_accuracy": TARGET_ACCURACY}
+              "target_accuracy": TARGET_ACCURACY, "rows": rows}   # every seed's own row, behind each mean +- sd
     report["evaluator_test_accuracy"] = judge(ev, test.images, test.labels)["accuracy"]
     report["real"] = mean_and_spread([rows[f"real {sd}"] for sd in seeds])
     report["sweeps"] = {method: [{"scale": s, **mean_and_spread([rows[f"{method} {s:g} {sd}"] for sd in seeds])}

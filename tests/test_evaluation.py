@@ -126,6 +126,8 @@ def test_quality_report_runs_every_method_at_equal_steps_per_seed_and_resumes_wi
     row = report["sweeps"]["classifier-ddpm"][1]
     assert row["scale"] == 2.0 and row["seeds"] == 2 and {"frechet_sd", "recall", "precision"} <= set(row)
     assert report["real"]["seeds"] == 2 and report["n"] == report["n_reference"] == 10
+    per_seed = [report["rows"][f"classifier-ddpm 2 {sd}"]["frechet"] for sd in (0, 1)]   # each seed's own row
+    assert row["frechet"] == pytest.approx(sum(per_seed) / 2)
     assert set(report["choices"]) == set(scales) and "reaches target" in report["choices"]["cfg-ddim"]
     figure = evaluation.plot_report(report)         # one line with error bars per method, in each of 4 panels
     assert len(figure.axes) == 5 and all(len(ax.containers) == 3 for ax in figure.axes[:4])
