@@ -109,16 +109,19 @@ def eps_and_x0(schedule, x_t, t, out, prediction: str, clip_x0: bool = False):
         "v":    x0 = sqrt(ab) x_t - sqrt(1 - ab) v,   eps = sqrt(1 - ab) x_t + sqrt(ab) v
 
     With ``clip_x0``, x0 is clamped to [-1, 1] and eps recomputed from it, so the pair stays consistent.
+    The formulas alone: ``t`` is the checked LongTensor [B] the loops pass (the schedule's own methods of these
+    names check theirs).
     """
+    ab = schedule.at(schedule.alpha_bars, t, x_t)
     if prediction == "eps":
-        eps, x0 = out, schedule.x0_from_eps(x_t, t, out)
+        eps, x0 = out, (x_t - (1 - ab).sqrt() * out) / ab.sqrt()
     elif prediction == "x0":
-        eps, x0 = schedule.eps_from_x0(x_t, t, out), out
+        eps, x0 = (x_t - ab.sqrt() * out) / (1 - ab).sqrt(), out
     else:
-        eps, x0 = schedule.eps_from_v(x_t, t, out), schedule.x0_from_v(x_t, t, out)
+        eps, x0 = (1 - ab).sqrt() * x_t + ab.sqrt() * out, ab.sqrt() * x_t - (1 - ab).sqrt() * out
     if clip_x0:
         x0 = x0.clamp(-1, 1)
-        eps = schedule.eps_from_x0(x_t, t, x0)
+        eps = (x_t - ab.sqrt() * x0) / (1 - ab).sqrt()
     return eps, x0
 
 
@@ -167,14 +170,14 @@ def ddpm_step(x_t: torch.Tensor, t: int, x0_hat: torch.Tensor, schedule, noise: 
               grad: torch.Tensor | None = None, scale: float = 0.0) -> torch.Tensor:
     """One ancestral step from x_t to x_{t-1} (Ho et al.), all tensors [B, ...], ``t`` an int:
 
-        mu      = posterior_mean(x0_hat, x_t, t)          (the mean of q(x_{t-1} | x_t, x0_hat))
+        mu      = c0_t * x0_hat + ct_t * x_t              (the mean of q(x_{t-1} | x_t, x0_hat): posterior_mean,
+                                                          c0_t, ct_t = posterior_coef_x0[t], posterior_coef_xt[t])
         mu      = mu + s * Sigma_t * grad                 (classifier guidance, when ``grad`` is given: guided_mean)
         x_{t-1} = mu + sqrt(Sigma_t) * noise              (Sigma_t = posterior_variance[t]; no noise at t = 0)
     """
-    t = _one_timestep(t, schedule)
-    t_vec = torch.full((x_t.shape[0],), t, dtype=torch.long, device=x_t.device)
-    mean = schedule.posterior_mean(x0_hat, x_t, t_vec)
-    variance = schedule.at(schedule.posterior_variance, t_vec, x_t)
+    t = _one_timestep(t, schedule)   # one int for the batch: the coefficients below are numbers
+    mean = schedule.posterior_coef_x0[t] * x0_hat + schedule.posterior_coef_xt[t] * x_t
+    variance = schedule.posterior_variance[t]
     if grad is not None:
         mean = guided_mean(mean, variance, grad, scale)
     if t == 0:
@@ -196,9 +199,8 @@ def ddim_step(x_t: torch.Tensor, t: int, x0_hat: torch.Tensor, schedule, noise: 
     t = _one_timestep(t, schedule)
     if t_prev != -1:
         t_prev = _one_timestep(t_prev, schedule, "t_prev")
-    t_vec = torch.full((x_t.shape[0],), t, dtype=torch.long, device=x_t.device)
-    ab = schedule.at(schedule.alpha_bars, t_vec, x_t)
-    ab_prev = schedule.alpha_bars[t_prev] if t_prev >= 0 else torch.ones((), device=x_t.device)
+    ab = schedule.alpha_bars[t]
+    ab_prev = schedule.alpha_bars[t_prev] if t_prev >= 0 else torch.ones((), device=ab.device)
     sigma = eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)).sqrt() if eta > 0 else torch.zeros_like(ab)
     # why the clamp: at eta = 1, 1 - ab_t' - sigma^2 = (1 - ab_t')^2 ab_t / (ab_t' (1 - ab_t)), which is >= 0 but
     # can come out a hair below 0 in floating point where it is nearly 0 (ab_t' near 1); for eta < 1 it is larger.
