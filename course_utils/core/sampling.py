@@ -109,19 +109,16 @@ def eps_and_x0(schedule, x_t, t, out, prediction: str, clip_x0: bool = False):
         "v":    x0 = sqrt(ab) x_t - sqrt(1 - ab) v,   eps = sqrt(1 - ab) x_t + sqrt(ab) v
 
     With ``clip_x0``, x0 is clamped to [-1, 1] and eps recomputed from it, so the pair stays consistent.
-    The formulas alone: ``t`` is the checked LongTensor [B] the loops pass (the schedule's own methods of these
-    names check theirs).
     """
-    ab = schedule.at(schedule.alpha_bars, t, x_t)
     if prediction == "eps":
-        eps, x0 = out, (x_t - (1 - ab).sqrt() * out) / ab.sqrt()
+        eps, x0 = out, schedule.x0_from_eps(x_t, t, out)
     elif prediction == "x0":
-        eps, x0 = (x_t - ab.sqrt() * out) / (1 - ab).sqrt(), out
+        eps, x0 = schedule.eps_from_x0(x_t, t, out), out
     else:
-        eps, x0 = (1 - ab).sqrt() * x_t + ab.sqrt() * out, ab.sqrt() * x_t - (1 - ab).sqrt() * out
+        eps, x0 = schedule.eps_from_v(x_t, t, out), schedule.x0_from_v(x_t, t, out)
     if clip_x0:
         x0 = x0.clamp(-1, 1)
-        eps = (x_t - ab.sqrt() * x0) / (1 - ab).sqrt()
+        eps = schedule.eps_from_x0(x_t, t, x0)
     return eps, x0
 
 
