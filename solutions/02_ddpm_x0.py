@@ -254,8 +254,8 @@ for ax, (name, x) in zip(axes, [(mine.label, brief), (shipped_label, good)]):
                                            f"recall {recall[name]:.0%}, {kinds} different digits")
 plt.show()
 real64_feats = evaluator_outputs(evaluator, real64)[1]
-print(f"real-vs-real with 64 digits: Frechet {real_vs_real:.0f}, "
-      f"{realistic_fraction(real64_feats, real_feats):.0%} realistic, recall {recall_fraction(real64_feats, real_feats):.0%}")
+print(f"real-vs-real with 64 digits: Frechet {real_vs_real:.0f}, {realistic_fraction(real64_feats, real_feats):.0%} "
+      f"realistic, recall {recall_fraction(real64_feats, real_feats):.0%}")
 for name in fd:
     print(f"{name}: Frechet distance {fd[name]:.0f}, {realistic[name]:.0%} realistic, recall {recall[name]:.0%}")
 blank_p = evaluator_outputs(evaluator, -torch.ones(1, 1, 32, 32))[0].softmax(1)
