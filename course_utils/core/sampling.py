@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from .device import autocast_for
 from .guidance import NULL_LABEL, Guidance, cfg_eps, guided_eps, guided_mean, validate_labels, validate_scale
+from .schedule import eps_from_v_at, eps_from_x0_at, x0_from_eps_at, x0_from_v_at
 
 PREDICTIONS = ("eps", "x0", "v")
 
@@ -110,15 +111,16 @@ def eps_and_x0(schedule, x_t, t, out, prediction: str, clip_x0: bool = False):
 
     With ``clip_x0``, x0 is clamped to [-1, 1] and eps recomputed from it, so the pair stays consistent.
     """
+    ab = schedule.at(schedule.alpha_bars, t, x_t)      # t: checked timesteps [B], as everywhere in this part
     if prediction == "eps":
-        eps, x0 = out, schedule.x0_from_eps(x_t, t, out)
+        eps, x0 = out, x0_from_eps_at(ab, x_t, out)
     elif prediction == "x0":
-        eps, x0 = schedule.eps_from_x0(x_t, t, out), out
+        eps, x0 = eps_from_x0_at(ab, x_t, out), out
     else:
-        eps, x0 = schedule.eps_from_v(x_t, t, out), schedule.x0_from_v(x_t, t, out)
+        eps, x0 = eps_from_v_at(ab, x_t, out), x0_from_v_at(ab, x_t, out)
     if clip_x0:
         x0 = x0.clamp(-1, 1)
-        eps = schedule.eps_from_x0(x_t, t, x0)
+        eps = eps_from_x0_at(ab, x_t, x0)
     return eps, x0
 
 
@@ -131,6 +133,7 @@ def predict(model, schedule, x_t, t, *, prediction="eps", y=None, guidance: Guid
     - otherwise ``model(x_t, t, y)`` when ``y`` is given and no classifier guides, else ``model(x_t, t)``.
 
     The output is read as eps, x0 or v and returned in both forms by :func:`eps_and_x0` (clamped with ``clip_x0``).
+    ``t`` is trusted: a LongTensor [B] of timesteps in 0..T-1, as :func:`sampling_steps` makes them.
     """
     with autocast_for(x_t.device, autocast):
         if guidance.uses_cfg:

@@ -37,6 +37,29 @@ def cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Ten
     return (1 - f[1:] / f[:-1]).clamp(max=max_beta)
 
 
+# ------------------------------------------------------------------ the conversions, given ab = alpha_bar_t
+# (the formulas alone: the methods of NoiseSchedule check t and look ab up, then call these; a sampler, whose
+# timesteps were checked once at its entry, calls them directly)
+def x0_from_eps_at(ab: torch.Tensor, x_t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """x_0 = (x_t - sqrt(1 - ab) eps) / sqrt(ab)."""
+    return (x_t - (1 - ab).sqrt() * eps) / ab.sqrt()
+
+
+def eps_from_x0_at(ab: torch.Tensor, x_t: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+    """eps = (x_t - sqrt(ab) x_0) / sqrt(1 - ab)."""
+    return (x_t - ab.sqrt() * x0) / (1 - ab).sqrt()
+
+
+def x0_from_v_at(ab: torch.Tensor, x_t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """x_0 = sqrt(ab) x_t - sqrt(1 - ab) v."""
+    return ab.sqrt() * x_t - (1 - ab).sqrt() * v
+
+
+def eps_from_v_at(ab: torch.Tensor, x_t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """eps = sqrt(1 - ab) x_t + sqrt(ab) v."""
+    return (1 - ab).sqrt() * x_t + ab.sqrt() * v
+
+
 class NoiseSchedule(nn.Module):
     """The betas, alphas and alpha_bars of a DDPM, kept as registered buffers.
 
@@ -158,15 +181,11 @@ class NoiseSchedule(nn.Module):
 
     def x0_from_eps(self, x_t: torch.Tensor, t, eps: torch.Tensor) -> torch.Tensor:
         """Invert q_sample for x_0:  x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)."""
-        t = self.checked_t(t, x_t)
-        ab = self.at(self.alpha_bars, t, x_t)
-        return (x_t - (1 - ab).sqrt() * eps) / ab.sqrt()
+        return x0_from_eps_at(self.at(self.alpha_bars, self.checked_t(t, x_t), x_t), x_t, eps)
 
     def eps_from_x0(self, x_t: torch.Tensor, t, x0: torch.Tensor) -> torch.Tensor:
         """Invert q_sample for the noise:  eps = (x_t - sqrt(alpha_bar_t) x_0) / sqrt(1 - alpha_bar_t)."""
-        t = self.checked_t(t, x_t)
-        ab = self.at(self.alpha_bars, t, x_t)
-        return (x_t - ab.sqrt() * x0) / (1 - ab).sqrt()
+        return eps_from_x0_at(self.at(self.alpha_bars, self.checked_t(t, x_t), x_t), x_t, x0)
 
     def v_target(self, x0: torch.Tensor, t, noise: torch.Tensor) -> torch.Tensor:
         """The velocity of Salimans & Ho (2022):  v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0.
@@ -180,15 +199,11 @@ class NoiseSchedule(nn.Module):
 
     def x0_from_v(self, x_t: torch.Tensor, t, v: torch.Tensor) -> torch.Tensor:
         """x_0 from the velocity:  x_0 = sqrt(alpha_bar_t) x_t - sqrt(1 - alpha_bar_t) v."""
-        t = self.checked_t(t, x_t)
-        ab = self.at(self.alpha_bars, t, x_t)
-        return ab.sqrt() * x_t - (1 - ab).sqrt() * v
+        return x0_from_v_at(self.at(self.alpha_bars, self.checked_t(t, x_t), x_t), x_t, v)
 
     def eps_from_v(self, x_t: torch.Tensor, t, v: torch.Tensor) -> torch.Tensor:
         """The noise from the velocity:  eps = sqrt(1 - alpha_bar_t) x_t + sqrt(alpha_bar_t) v."""
-        t = self.checked_t(t, x_t)
-        ab = self.at(self.alpha_bars, t, x_t)
-        return (1 - ab).sqrt() * x_t + ab.sqrt() * v
+        return eps_from_v_at(self.at(self.alpha_bars, self.checked_t(t, x_t), x_t), x_t, v)
 
     def posterior_mean(self, x0: torch.Tensor, x_t: torch.Tensor, t) -> torch.Tensor:
         """Mean of q(x_{t-1} | x_t, x_0):
