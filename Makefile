@@ -2,6 +2,7 @@
 #   make course   run the course's main job: the notebooks as a learner runs them (headless), into build/
 #   make test     every test
 #   make lab      JupyterLab on the notebooks
+#   make site     the course's website in build/site/, from the notebooks make course executed
 #   make notebooks  regenerate solutions/*.ipynb and notebooks/ from solutions/*.py
 PYTHON ?= python3
 VENV   ?= .venv
@@ -20,7 +21,7 @@ else
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 endif
 
-.PHONY: setup course test lab notebooks clean
+.PHONY: setup course test lab notebooks site clean
 
 setup: $(STAMP)
 
@@ -35,6 +36,9 @@ course: setup
 
 test: setup
 	$(PY) -m pytest
+
+site: setup
+	$(PY) -m course_utils site --executed build --out build/site
 
 notebooks: setup
 	$(PY) -m course_utils notebooks

@@ -147,6 +147,11 @@ def main(argv=None) -> int:
     ev.add_argument("--update-readme", action="store_true",
                     help="copy the report into docs/ and the README (in a checkout of the course)")
     sub.add_parser("manifest", help="list the shipped weights")
+    site = sub.add_parser("site", help="build the website from the notebooks `make course` executed")
+    site.add_argument("--executed", type=Path, default=Path("build"), help="where `make course` wrote them")
+    site.add_argument("--out", type=Path, default=Path("build") / "site")
+    site.add_argument("--cache", type=Path, default=Path("build") / "explorer-cache",
+                      help="the explorer's cache of grids, kept between builds")
     args = parser.parse_args(argv)
     if args.command == "train":
         from .pretrained import WEIGHTS_DIR
@@ -156,6 +161,10 @@ def main(argv=None) -> int:
         return main_train(args)
     if args.command == "evaluate":
         return main_evaluate(args)
+    if args.command == "site":
+        from .site import main_site
+
+        return main_site(args)
     if args.command == "manifest":
         from .pretrained import manifest
 

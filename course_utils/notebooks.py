@@ -130,6 +130,13 @@ def execute_solutions(out: Path, names=None, timeout: int = 900) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="course-kernel-") as sockets:
         rows = _execute_each(out, names, timeout, _local_kernel_config(sockets))
     write_text_atomic(Path(out) / "timings.json", json.dumps(rows, indent=2))
+    # when, where and how they ran: the website says so beside their figures
+    from .budgets import fast_mode
+    from .cpu import cpu_summary
+
+    run = {"finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": cpu_summary(),
+           "fast": fast_mode(), "notebooks": [row["notebook"] for row in rows]}
+    write_text_atomic(Path(out) / "run.json", json.dumps(run, indent=2))
     return rows
 
 

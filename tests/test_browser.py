@@ -30,13 +30,22 @@ def _missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
+def require_browser() -> None:
+    """Skip the calling test where chromium or Playwright is missing, or fail it where CI requires them."""
     reason = _missing()
     if reason:
         if os.environ.get("COURSE_REQUIRE_BROWSER") == "1":
             pytest.fail(f"the browser test is required here, but {reason}")
         pytest.skip(reason)
+
+
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+               "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    require_browser()
     root = tmp_path_factory.mktemp("lab")
     shutil.copy(ROOT / "notebooks" / "07_guidance_explorer.ipynb", root)
     with socket.socket() as s:
@@ -79,9 +88,7 @@ def test_moving_the_scale_slider_changes_grid_and_accuracy(lab):
 
     url, token = lab
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                                          "--disable-component-update", "--disable-sync", "--no-first-run"])
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
         page = browser.new_page(viewport={"width": 1500, "height": 1000})
         try:
             return _drive(page, url, token)
