@@ -43,7 +43,7 @@ TARGETS = """() => [...document.querySelectorAll('a[href], img[src], link[href],
 def site(tmp_path_factory):
     given = os.environ.get("COURSE_SITE")
     if given:
-        return Path(given)
+        return Path(given).resolve()
     executed = tmp_path_factory.mktemp("executed")
     env = dict(os.environ, COURSE_FAST="1", COURSE_OFFLINE="1", COURSE_MODELS=str(executed / "my_models"))
     subprocess.run([sys.executable, "-m", "course_utils", "course", "--out", str(executed)], env=env, cwd=ROOT,
