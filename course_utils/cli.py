@@ -48,33 +48,35 @@ def main_evaluate(args) -> int:
     save_figure(plot_report(report), args.out / "report.png")
     if args.update_manifest:
         update_manifest_quality(report)
-    if args.update_readme:
+    if args.update_docs:
         publish_report(args.out, Path(__file__).resolve().parent.parent)
     return 0
 
 
-README_REPORT = ("<!-- the report of python -m course_utils evaluate (docs/quality.md): -->",
-                 "<!-- end of the report -->")
+QUALITY_PAGE = Path("site") / "quality.md"   # the site's page on quality, which states the report
+REPORT_MARKERS = ("<!-- the report of python -m course_utils evaluate (docs/quality.md): -->",
+                  "<!-- end of the report -->")
 
 
 def publish_report(out: Path, root: Path) -> None:
     """Copy the report's files from ``out`` into ``root``/docs (quality.json, .md, .png) and put quality.md
-    between the README's two markers, so that the README states what the report measured, word for word."""
+    between the two markers of the quality page (site/quality.md), so that the page states what the report
+    measured, word for word."""
     import shutil
 
     from .files import atomic_write, write_text_atomic
 
-    readme = root / "README.md"
-    text = readme.read_text()
-    begin, end = (text.find(marker) for marker in README_REPORT)
+    page = root / QUALITY_PAGE
+    text = page.read_text()
+    begin, end = (text.find(marker) for marker in REPORT_MARKERS)
     if begin < 0 or end < begin:
-        raise ValueError(f"{readme} has no place for the report: it needs the lines {README_REPORT[0]!r} and "
-                         f"{README_REPORT[1]!r}, in that order")
+        raise ValueError(f"{page} has no place for the report: it needs the lines {REPORT_MARKERS[0]!r} and "
+                         f"{REPORT_MARKERS[1]!r}, in that order")
     for kind in ("json", "md", "png"):
         source = out / f"report.{kind}"
         atomic_write(root / "docs" / f"quality.{kind}", lambda tmp, source=source: shutil.copyfile(source, tmp))
     report = (out / "report.md").read_text().strip()
-    write_text_atomic(readme, text[:begin + len(README_REPORT[0])] + "\n\n" + report + "\n\n" + text[end:])
+    write_text_atomic(page, text[:begin + len(REPORT_MARKERS[0])] + "\n\n" + report + "\n\n" + text[end:])
 
 
 def _rounded(row: dict | None) -> dict | None:
@@ -144,8 +146,8 @@ def main(argv=None) -> int:
     ev.add_argument("--rows", type=Path, default=None,
                     help="the measured rows, read to resume and written after each row (default: OUT/rows.json)")
     ev.add_argument("--update-manifest", action="store_true", help="write the measured quality into the manifest")
-    ev.add_argument("--update-readme", action="store_true",
-                    help="copy the report into docs/ and the README (in a checkout of the course)")
+    ev.add_argument("--update-docs", action="store_true",
+                    help="copy the report into docs/ and the site's quality page (in a checkout of the course)")
     sub.add_parser("manifest", help="list the shipped weights")
     site = sub.add_parser("site", help="build the website from the notebooks `make course` executed")
     site.add_argument("--executed", type=Path, default=Path("build"), help="where `make course` wrote them")

@@ -165,12 +165,16 @@ def build_site(executed: Path, out: Path, digits=tuple(range(10)), cache_folder:
     """Build the website into ``out`` from the notebooks ``make course`` executed into ``executed``; return
     the path of its home page. Sphinx's warnings are printed and make the build fail."""
     run = run_facts(executed)
-    src = Path(out).with_name(Path(out).name + "-src")
-    if src.exists():
-        shutil.rmtree(src)
+    staging = Path(out).with_name(Path(out).name + "-src")
+    if staging.exists():
+        shutil.rmtree(staging)
+    # the pages as in the checkout (site/), with the one figure of docs/ they show beside them, so that a page's
+    # link to ../docs/quality.png is right both in the checkout and here
+    src = staging / "site"
     shutil.copytree(SITE, src)
     shutil.copy(ROOT / "README.md", src / "README.md")
-    shutil.copytree(ROOT / "docs", src / "docs")
+    (staging / "docs").mkdir()
+    shutil.copy(ROOT / "docs" / "quality.png", staging / "docs" / "quality.png")
     stage_notebooks(executed, src, run)
     (src / "_static" / "mathjax").mkdir(parents=True)
     shutil.copy(mathjax_script(), src / "_static" / "mathjax" / "tex-svg.js")

@@ -8,7 +8,7 @@ project = "Guided diffusion, from noise to a chosen digit"
 author = "the course's authors"
 copyright = "the course's authors"
 extensions = ["myst_nb"]
-exclude_patterns = ["README.md", "_build", "downloads/**", "docs/**"]
+exclude_patterns = ["README.md", "_build", "downloads/**"]
 suppress_warnings = ["myst.header"]          # the README's sections start at level 2
 
 # MyST: $...$ and $$...$$ equations, as in the notebooks

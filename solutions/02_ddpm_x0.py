@@ -263,7 +263,7 @@ print(f"the evaluator on a blank image: '{blank_p.argmax().item()}' with {blank_
 assert blank_p.max() > 0.9    # confident about an image with no digit: confidence is not quality
 assert fd[shipped_label] < 3 * real_vs_real and realistic[shipped_label] > 0.7
 assert fd[shipped_label] < fd[mine.label] and recall[shipped_label] > recall[mine.label]
-if cu.trained_enough(mine):   # the default budget's runs behind this bound are in the README
+if cu.trained_enough(mine):   # the default budget's runs behind this bound: site/learner-mode.md
     assert realistic[mine.label] >= 0.35
 
 # %% [markdown]

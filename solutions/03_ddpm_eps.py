@@ -112,7 +112,7 @@ checks.check_eps_loss(eps_loss)
 # `eps_loss` stays as it is. (`cu.min_snr_weight` and `cu.min_snr_timesteps` are these two formulas.) What it buys,
 # measured by `benchmarks/bench_objectives.py` (this network for 150 s on 2 cores limited to AVX2, one seed, 100 samples
 # of the respaced DDPM chain, judged as in section 3.5 below): with uniform $t$ 53% of the samples were realistic,
-# Frechet 479; with min-SNR-5 67%, Frechet 369 (the README has the whole table).
+# Frechet 479; with min-SNR-5 67%, Frechet 369 (the whole table: site/quality.md).
 
 # %%
 w_t = cu.min_snr_weight(schedule, torch.arange(schedule.T), 5.0)
@@ -461,7 +461,7 @@ print(f"Frechet distance, 100 samples: yours {unguided['your']:.0f}, shipped {un
       f"100 real digits {real_vs_real:.0f}; yours without its 5 farthest samples {without_outliers:.0f}")
 assert unguided["shipped"] < 1.5 * real_vs_real and realistic["shipped"] > 0.7 and realistic["real digits"] > 0.8
 assert realistic["pure noise"] < 0.05
-if cu.trained_enough(mine):   # the default budget's runs behind this bound are in the README
+if cu.trained_enough(mine):   # the default budget's runs behind this bound: site/learner-mode.md
     assert realistic["your"] >= 0.35
 
 # %% [markdown]

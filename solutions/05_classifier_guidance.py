@@ -432,8 +432,8 @@ for name in samplers:
           f"at s = {most_accurate[name]:g} ({len(y_all)} samples)")
 assert all(cg_sweep[name][0.0]["accuracy"] < 0.3 for name in samplers)   # unguided: about one in ten is right
 # models trained for their default budgets lift it to well over half with every sampler (the runs behind this
-# bound are in the README); models trained for fewer steps than cu.LIVE_GOALS asks, on a machine slower than any
-# tested, are not held to it
+# bound are in site/learner-mode.md); models trained for fewer steps than cu.LIVE_GOALS asks, on a machine
+# slower than any tested, are not held to it
 trained_enough = all(cu.trained_enough(m) for m in models.values())
 if trained_enough:
     assert all(cg_sweep[name][most_accurate[name]]["accuracy"] >= 0.6 for name in samplers)
@@ -464,9 +464,10 @@ assert x0_shift[999] > 100 > x0_shift[800] > 10
 # $-s\sqrt{1-\bar\alpha_t}\,g$, on the same chain and noise draws: the unguided samples are the same, as the cell
 # checked). The line that starts "at s = 10" says what each change did there, and the line above it compares the
 # three at a scale chosen for each, the smallest that reaches 80% of its highest accuracy: compare methods there,
-# not at equal $s$. (In the README's learner-mode run, on 2 cores limited to AVX2, fresh noise took the accuracy at
-# $s = 10$ from 52% to 79%, and the mean shift in place of the eps shift moved it to 75%; on an AVX-512 machine,
-# 72% to 94%, then 90%: the noise mattered, the form of the shift hardly did. Your run prints its own figures.)
+# not at equal $s$. (In the learner-mode run of site/learner-mode.md, on 2 cores limited to AVX2, fresh noise took
+# the accuracy at $s = 10$ from 52% to 79%, and the mean shift in place of the eps shift moved it to 75%; on an
+# AVX-512 machine, 72% to 94%, then 90%: the noise mattered, the form of the shift hardly did. Your run prints its
+# own figures.)
 # The shipped models, trained for far longer, need much smaller scales (compare the shipped sweep below, $s = 0$
 # to $8$, with the scales above): the scale that works is a property of the models as well as of the formula,
 # which is why we sweep it rather than fix it.

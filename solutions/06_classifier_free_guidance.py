@@ -95,7 +95,7 @@ checks.check_drop_labels(drop_labels)
 # notebook 3 weighs it by $\mathrm{SNR}_t$: v-prediction gives the noisy steps their due. What it buys at equal CPU
 # time, measured by `benchmarks/bench_objectives.py --cfg` (this network, 180 s on 2 cores limited to AVX2, one
 # seed, the evaluator's accuracy on 100 DDIM-25 samples): predicting eps, 48% of the samples were the requested
-# digit at $s = 1$ and 81% at $s = 3$; predicting v, 86% and 100% (the README has the whole table). Training
+# digit at $s = 1$ and 81% at $s = 3$; predicting v, 86% and 100% (the whole table: site/quality.md). Training
 # both here would double the notebook's training time, so it trains the v model only. The schedule's
 # `v_target`, `x0_from_v` and `eps_from_v` are the three formulas above; the next cell checks that they invert
 # each other.
@@ -223,7 +223,7 @@ mine_measured = sweep_grids("cfg-ddim", yours, evaluator, torch.full((16,), 9), 
 plt.suptitle(yours["cfg_eps"].label, y=1.04)
 plt.show()
 assert cfg_sweep[0.0]["accuracy"] < 0.3   # s = 0 ignores the label: about one in ten is the requested digit
-# the default budget's runs behind this bound are in the README; a model trained for fewer steps than
+# the default budget's runs behind this bound: site/learner-mode.md; a model trained for fewer steps than
 # cu.LIVE_GOALS asks (a machine slower than any tested) is not held to it
 if cu.trained_enough(yours["cfg_eps"]):
     assert cfg_sweep[most_accurate]["accuracy"] >= 0.9

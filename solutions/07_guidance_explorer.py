@@ -133,7 +133,7 @@ for rows in by_method.values():   # for both, a larger scale gives more 9s, up t
 # %% [markdown]
 # <details><summary>Answer</summary>With exact scores and small steps both methods would sample p(x | y) at s = 1.
 # With learned models and the explorer's short chain they need not agree even there: compare the two s = 1 rows
-# above (Dhariwal and Nichol found s = 1 too weak for classifier guidance, and the README's sweep of the shipped
+# above (Dhariwal and Nichol found s = 1 too weak for classifier guidance, and the sweep of the shipped
 # models gives classifier guidance fewer of the requested digits at s = 1 than classifier-free guidance).
 # Away from s = 1 the scale multiplies different things. Classifier-free
 # guidance multiplies the gap between two predictions of one network, trained on the digits with their labels.

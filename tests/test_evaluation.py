@@ -164,18 +164,18 @@ def test_trade_off_rows_follow_the_scales_and_guidance_raises_accuracy():
     assert rows[1]["accuracy"] > rows[0]["accuracy"]
 
 
-def test_the_readme_states_the_report_and_the_report_is_the_manifests():
-    """README's quality section is docs/quality.md word for word, and docs/quality.json's curves and real-vs-real
-    row are the ones the manifests hold (so no figure is copied by hand)."""
+def test_the_quality_page_states_the_report_and_the_report_is_the_manifests():
+    """The site's quality page (site/quality.md) holds docs/quality.md word for word, and docs/quality.json's
+    curves and real-vs-real row are the ones the manifests hold (so no figure is copied by hand)."""
     import json
     from pathlib import Path
 
-    from course_utils.cli import README_REPORT, _rounded
+    from course_utils.cli import QUALITY_PAGE, REPORT_MARKERS, _rounded
     from course_utils.pretrained import read_info
 
     root = Path(__file__).resolve().parent.parent
-    readme = (root / "README.md").read_text()
-    between = readme[readme.index(README_REPORT[0]) + len(README_REPORT[0]):readme.index(README_REPORT[1])]
+    page = (root / QUALITY_PAGE).read_text()
+    between = page[page.index(REPORT_MARKERS[0]) + len(REPORT_MARKERS[0]):page.index(REPORT_MARKERS[1])]
     assert between.strip() == (root / "docs" / "quality.md").read_text().strip()
     report = json.loads((root / "docs" / "quality.json").read_text())
     guided = read_info("noisy_classifier")["quality"]
@@ -185,18 +185,19 @@ def test_the_readme_states_the_report_and_the_report_is_the_manifests():
     assert guided["real_vs_real"] == _rounded(report["real"]) and guided["seeds"] == report["seeds"]
 
 
-def test_publishing_a_report_needs_the_readmes_markers(tmp_path):
-    from course_utils.cli import README_REPORT, publish_report
+def test_publishing_a_report_needs_the_quality_pages_markers(tmp_path):
+    from course_utils.cli import QUALITY_PAGE, REPORT_MARKERS, publish_report
 
     out, root = tmp_path / "out", tmp_path / "root"
     (root / "docs").mkdir(parents=True)
+    (root / QUALITY_PAGE).parent.mkdir(parents=True)
     out.mkdir()
     for kind in ("json", "md", "png"):
         (out / f"report.{kind}").write_text(f"the {kind}")
-    (root / "README.md").write_text("intro\n")
+    (root / QUALITY_PAGE).write_text("intro\n")
     with pytest.raises(ValueError, match="no place for the report"):
         publish_report(out, root)
-    (root / "README.md").write_text(f"intro\n{README_REPORT[0]}\nold\n{README_REPORT[1]}\nafter\n")
+    (root / QUALITY_PAGE).write_text(f"intro\n{REPORT_MARKERS[0]}\nold\n{REPORT_MARKERS[1]}\nafter\n")
     publish_report(out, root)
-    assert (root / "README.md").read_text() == f"intro\n{README_REPORT[0]}\n\nthe md\n\n{README_REPORT[1]}\nafter\n"
+    assert (root / QUALITY_PAGE).read_text() == f"intro\n{REPORT_MARKERS[0]}\n\nthe md\n\n{REPORT_MARKERS[1]}\nafter\n"
     assert (root / "docs" / "quality.png").read_text() == "the png" and not list((root / "docs").glob("*.tmp"))

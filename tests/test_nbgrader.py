@@ -1,4 +1,5 @@
-"""A real nbgrader round trip on every notebook with exercises, with the commands the README gives:
+"""A real nbgrader round trip on every notebook with exercises, with the commands the instructors' page gives
+(site/instructors.md):
 
     python -m course_utils nbgrader-course COURSE        (config + source/NN_name/NN_name.ipynb)
     nbgrader generate_assignment NN_name                 (release/: solutions stripped)
@@ -12,7 +13,7 @@ Three submissions per notebook: the released notebook as is (0 points), the rele
 filled in with the solutions (full points) and the same with one plausible mistake (partial points,
 and the feedback names the mistake).
 
-The two validate commands run on the README's example notebook only: on the others, what they assert is
+The two validate commands run on that page's example notebook only: on the others, what they assert is
 already answered by a run the test makes anyway (the unsolved submission scores 0, so it passes no check;
 the solved one scores full points, so the solutions pass every check), and each would execute the notebook
 once more.
@@ -33,7 +34,7 @@ import pytest
 from course_utils.notebooks import BEGIN, END, ROOT, graded_notebooks
 
 NOTEBOOKS = {nb.stem: nb for nb in graded_notebooks()}
-README_EXAMPLE = "02_ddpm_x0"   # the notebook the README's instructors' section runs its commands on
+PAGE_EXAMPLE = "02_ddpm_x0"   # the notebook the instructors' page runs its commands on
 
 # one plausible mistake per notebook: (grade id of the exercise cell, right text, wrong text, words of the hint)
 MISTAKES = {
@@ -54,12 +55,12 @@ def test_every_notebook_with_exercises_has_a_mistake_to_grade():
     assert set(MISTAKES) == set(NOTEBOOKS) and len(NOTEBOOKS) == 6
 
 
-def test_the_readme_runs_its_commands_on_the_example_notebook():
-    readme = (ROOT / "README.md").read_text()
-    for command in (f"nbgrader validate --invert release/{README_EXAMPLE}/{README_EXAMPLE}.ipynb",
-                    f"nbgrader validate source/{README_EXAMPLE}/{README_EXAMPLE}.ipynb",
-                    f"nbgrader autograde {README_EXAMPLE}"):
-        assert command in readme
+def test_the_instructors_page_runs_its_commands_on_the_example_notebook():
+    page = (ROOT / "site" / "instructors.md").read_text()
+    for command in (f"nbgrader validate --invert release/{PAGE_EXAMPLE}/{PAGE_EXAMPLE}.ipynb",
+                    f"nbgrader validate source/{PAGE_EXAMPLE}/{PAGE_EXAMPLE}.ipynb",
+                    f"nbgrader autograde {PAGE_EXAMPLE}"):
+        assert command in page
 
 
 def run(course: Path, *command: str) -> str:
@@ -129,7 +130,7 @@ def test_nbgrader_round_trip(course, name):
                           for c in released.cells if c.metadata.get("nbgrader", {}).get("locked"))
     assert BEGIN not in nbformat.writes(released)
 
-    if name == README_EXAMPLE:
+    if name == PAGE_EXAMPLE:
         assert "Success! The notebook does not pass any tests." in nbgrader(course, "validate", "--invert",
                                                                              str(release))
         assert "Success! Your notebook passes all the tests." in nbgrader(course, "validate", str(source_path))

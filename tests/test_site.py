@@ -88,11 +88,22 @@ def local_file(url: str) -> Path | None:
 def test_the_site_holds_every_page_and_is_small(site):
     pages = {p.relative_to(site).as_posix() for p in site.rglob("*.html") if "_static" not in p.parts}
     notebooks = {f"notebooks/{p.stem}.html" for p in (ROOT / "solutions").glob("0*.py")}
-    expected = {"index.html", "getting-started.html", "instructors.html", "explorer.html", "notebooks.html"}
+    expected = {f"{page.stem}.html" for page in (ROOT / "site").glob("*.md")}   # index, getting started, ...
     assert expected | notebooks <= pages, sorted(expected | notebooks - pages)
     size = sum(p.stat().st_size for p in site.rglob("*") if p.is_file()) / 1e6
     print(f"the site: {size:.1f} MB in {sum(1 for _ in site.rglob('*'))} files")
     assert size < MAX_MB
+
+
+def test_the_readme_is_short_and_points_to_every_page_of_the_site():
+    """The README keeps what a newcomer needs first; the long sections are pages of site/, each linked from it."""
+    readme = (ROOT / "README.md").read_text()
+    linked = set(re.findall(r"\]\((site/[^)#]+\.md)\)", readme))
+    assert all((ROOT / link).is_file() for link in linked), sorted(linked)
+    pages = {f"site/{p.name}" for p in (ROOT / "site").glob("*.md")}
+    assert pages - linked == {"site/index.md", "site/getting-started.md", "site/notebooks.md"}   # the README's own text
+    print(f"README: {len(readme):,} characters")
+    assert len(readme) < 12_000
 
 
 def test_each_notebook_page_offers_both_notebooks_and_says_how_it_ran(site):
