@@ -28,7 +28,8 @@ from .cpu import bf16_is_fast
 from .fitting import Budget, fit, train_classifier, train_denoiser
 from .budgets import fast_mode, sample_count, training_minutes
 from .live import LiveView, sample_preview
-from .plotting import image_grid, plot_chains, plot_losses, plot_schedules, plot_trajectory, show_images
+from .plotting import (describe_figure, describe_figures_in_notebooks, image_grid, plot_chains, plot_losses,
+                       plot_schedules, plot_trajectory, show_images)
 from .pretrained import load_model, load_pretrained, my_models_dir, save_my_model
 from .recipes import LIVE_GOALS, train_live, trained_enough
 
@@ -40,7 +41,7 @@ __all__ = [
     "cfg_eps", "validate_labels", "validate_scale", "classifier_grad", "guided_eps", "guided_mean",
     "EpsUNet", "Evaluator", "MLPDenoiser", "NoisyClassifier", "TimeMapUNet", "UNet",
     "count_parameters", "sinusoidal_embedding", "time_map",
-    "image_grid", "plot_chains", "plot_losses", "plot_schedules", "plot_trajectory", "show_images",
+    "describe_figure", "image_grid", "plot_chains", "plot_losses", "plot_schedules", "plot_trajectory", "show_images",
     "Guidance", "Step", "Trajectory", "ddim_sample", "ddim_step", "spaced_timesteps", "ddpm_sample", "ddpm_step",
     "predict", "record_trajectory", "sampling_steps",
     "NoiseSchedule", "GaussianMixture2D", "LiveView", "sample_preview", "load_model", "load_pretrained",
@@ -48,3 +49,6 @@ __all__ = [
     "EMA", "Budget", "denoiser_loss", "fit", "min_snr_timesteps", "min_snr_weight", "one_cycle", "training_steps",
     "noisy_classifier_loss", "train_classifier", "train_denoiser",
 ]
+
+# in a notebook, every figure shown gets its alt text (its title and panels) in the output's metadata
+describe_figures_in_notebooks()

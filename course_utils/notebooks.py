@@ -129,15 +129,20 @@ def execute_solutions(out: Path, names=None, timeout: int = 900) -> list[dict]:
     os.environ.setdefault("COURSE_MODELS", str((Path(out) / "my_models").resolve()))
     with tempfile.TemporaryDirectory(prefix="course-kernel-") as sockets:
         rows = _execute_each(out, names, timeout, _local_kernel_config(sockets))
-    write_text_atomic(Path(out) / "timings.json", json.dumps(rows, indent=2))
-    # when, where and how they ran: the website says so beside their figures
+    write_run_facts(out, rows)
+    return rows
+
+
+def write_run_facts(out: Path, rows: list[dict]) -> None:
+    """out/timings.json (``rows``: notebook, seconds, figures) and out/run.json: when, where and how the
+    notebooks ran, which the website states beside their figures."""
     from .budgets import fast_mode
     from .cpu import cpu_summary
 
+    write_text_atomic(Path(out) / "timings.json", json.dumps(rows, indent=2))
     run = {"finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": cpu_summary(),
            "fast": fast_mode(), "notebooks": [row["notebook"] for row in rows]}
     write_text_atomic(Path(out) / "run.json", json.dumps(run, indent=2))
-    return rows
 
 
 def _execute_each(out: Path, names, timeout: int, kernel_config) -> list[dict]:

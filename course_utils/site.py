@@ -89,19 +89,28 @@ def stage_notebooks(executed: Path, src: Path, run: dict) -> None:
 
 
 def describe_figures(nb) -> None:
-    """Give every figure a notebook shows an alt text (myst-nb reads it from the cell's metadata): what the
-    section it belongs to is about, from its heading, and which figure of the cell it is."""
+    """Give every figure a notebook shows an alt text (myst-nb reads it from the cell's metadata, one for the
+    cell's figures): each figure's own words (its title and panels, which the package puts in the output's
+    metadata as the notebook runs: :func:`~course_utils.plotting.describe_figures_in_notebooks`), then the
+    section it belongs to, from its heading. A figure with no words of its own (an executed copy made
+    without the package's hook) is described by its section and the cell's first comment."""
     heading = "the notebook"
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             found = re.findall(r"^#+\s+(.+)$", cell.source, flags=re.M)
             heading = found[-1].strip() if found else heading
             continue
-        figures = sum("image/png" in out.get("data", {}) for out in cell.get("outputs", []))
-        if figures:
+        figures = [out for out in cell.get("outputs", []) if "image/png" in out.get("data", {})]
+        if not figures:
+            continue
+        own = [out.get("metadata", {}).get("image/png", {}).get("alt", "") for out in figures]
+        words = "; ".join(dict.fromkeys(alt for alt in own if alt))   # each once, in order
+        if words:
+            about = f"{words} (from the section '{heading}')"
+        else:
             first = next((ln.strip("# ").strip() for ln in cell.source.splitlines() if ln.startswith("#")), "")
             about = f"Figure for '{heading}'" + (f": {first}" if first else "")
-            cell.metadata.setdefault("mystnb", {}).setdefault("image", {})["alt"] = about
+        cell.metadata.setdefault("mystnb", {}).setdefault("image", {})["alt"] = about
 
 
 def explorer_assets(out: Path, digits, cache_folder: Path | None, report: dict) -> dict:

@@ -1,6 +1,7 @@
 """The website (make site) in a real browser, offline: Debian's chromium driven by Playwright over file:// URLs.
 
-The site is built from the notebooks executed in fast mode (so it stays quick), or, where COURSE_SITE names a
+The site is built from the notebooks executed in fast mode (so it stays quick): nbval's runs of them in the same
+session (conftest.py keeps them and runs these tests last), or, alone, a fresh run; or, where COURSE_SITE names a
 built site (.ci/run: the one built from the learner-mode run), that one is checked. Every request that is not
 for a file of the site is refused and reported. Saves build/screenshots/site-*.png.
 """
@@ -13,6 +14,8 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 from test_browser import CHROMIUM, LAUNCH_ARGS, require_browser
+
+from course_utils.plotting import UNTITLED
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "build" / "screenshots"
@@ -39,15 +42,50 @@ TARGETS = """() => [...document.querySelectorAll('a[href], img[src], link[href],
   .map(e => e.href || e.src)"""
 
 
+def write_nbval_runs(runs: dict, out: Path) -> bool:
+    """Write this session's nbval runs of the solution notebooks (kept by conftest.py, cell by cell) as the
+    executed copies ``make course`` writes (out/notebooks, timings.json, run.json); False, writing nothing,
+    unless nbval ran every code cell of every notebook and each one passed."""
+    import copy
+
+    import nbformat
+
+    from course_utils.notebooks import sources, write_run_facts
+
+    names = [py.stem for py in sources()]
+    if any(name not in runs or runs[name]["failed"] for name in names):
+        return False
+    executed, rows = {}, []
+    for name in names:
+        nb = copy.deepcopy(runs[name]["notebook"])
+        code = [cell for cell in nb.cells if cell.cell_type == "code"]
+        if set(runs[name]["outputs"]) != set(range(len(code))):
+            return False
+        for i, cell in enumerate(code):
+            cell.outputs = [nbformat.from_dict(output) for output in runs[name]["outputs"][i]]
+        figures = sum("image/png" in o.get("data", {}) for cell in code for o in cell.outputs)
+        executed[name] = nb
+        rows.append({"notebook": name, "seconds": round(runs[name]["seconds"], 1), "figures": figures})
+    for name, nb in executed.items():
+        (out / "notebooks").mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, out / "notebooks" / f"{name}.ipynb")
+    write_run_facts(out, rows)
+    return True
+
+
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
+def site(request, tmp_path_factory):
     given = os.environ.get("COURSE_SITE")
     if given:
         return Path(given).resolve()
     executed = tmp_path_factory.mktemp("executed")
     env = dict(os.environ, COURSE_FAST="1", COURSE_OFFLINE="1", COURSE_MODELS=str(executed / "my_models"))
-    subprocess.run([sys.executable, "-m", "course_utils", "course", "--out", str(executed)], env=env, cwd=ROOT,
-                   check=True)
+    # nbval has run the notebooks in this session (conftest.py orders these tests last); alone, run them here
+    if write_nbval_runs(getattr(request.config, "course_notebook_runs", {}), executed):
+        print("the site is built from nbval's runs of the notebooks in this session")
+    else:
+        subprocess.run([sys.executable, "-m", "course_utils", "course", "--out", str(executed)], env=env, cwd=ROOT,
+                       check=True)
     out = executed.parent / "site"
     subprocess.run([sys.executable, "-m", "course_utils", "site", "--executed", str(executed), "--out", str(out),
                     "--cache", str(ROOT / "build" / "explorer-cache")], env=env, cwd=ROOT, check=True)
@@ -135,8 +173,11 @@ def test_every_page_loads_offline_renders_its_equations_and_describes_its_images
             if target is not None and not (target.is_file() or (target / "index.html").is_file()):
                 problems.append(f"{name}: broken link or image {url}")
         for img in page.locator("img").all():
-            if not (img.get_attribute("alt") or "").strip():
+            alt = (img.get_attribute("alt") or "").strip()
+            if not alt:
                 problems.append(f"{name}: an image without alt text, {img.get_attribute('src')}")
+            elif name.startswith("notebooks/") and (alt.startswith("Figure for '") or UNTITLED in alt):
+                problems.append(f"{name}: a figure with no title or panel titles of its own ({alt})")
         if name in ("index.html", "notebooks/03_ddpm_eps.html"):
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             shot = "site-home.png" if name == "index.html" else "site-notebook.png"
@@ -194,7 +235,45 @@ def test_every_figure_gets_an_alt_text_from_its_section_and_its_cell():
     nb.cells = [nbformat.v4.new_markdown_cell("## 2.6 Your model against the shipped one"),
                 nbformat.v4.new_code_cell("# both models, 64 samples each\nplt.show()", outputs=[figure]),
                 nbformat.v4.new_code_cell("print(1)", outputs=[])]
+    described = nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"},
+                                       metadata={"image/png": {"alt": "yours and the shipped, 64 samples each"}})
+    nb.cells.append(nbformat.v4.new_code_cell("plt.show()", outputs=[described, described]))
     describe_figures(nb)
     alt = nb.cells[1].metadata["mystnb"]["image"]["alt"]
     assert "2.6 Your model against the shipped one" in alt and "64 samples each" in alt
     assert "mystnb" not in nb.cells[2].metadata
+    own = nb.cells[3].metadata["mystnb"]["image"]["alt"]
+    assert own == "yours and the shipped, 64 samples each (from the section '2.6 Your model against the shipped one')"
+
+
+def test_a_figure_shown_in_a_notebook_carries_its_own_alt_text():
+    """The kernel hook of course_utils (plotting.describe_figures_in_notebooks) writes each figure's title and
+    panels into its output's metadata, where nbconvert, nbgrader and the site read it."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    import course_utils as cu
+
+    fig, ax = plt_figure()
+    assert cu.describe_figure(fig) == "two curves. Panels: a, loss against step; b"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import course_utils as cu\nimport matplotlib.pyplot as plt"),
+                nbformat.v4.new_code_cell("fig, ax = plt.subplots(1, 2); fig.suptitle('two curves')\n"
+                                          "ax[0].set_title('a'); ax[0].set_xlabel('step'); ax[0].set_ylabel('loss')\n"
+                                          "ax[1].set_title('b'); plt.show()"),
+                nbformat.v4.new_code_cell("plt.plot([1, 2]); plt.show()")]   # no words: said, so it can be found
+    NotebookClient(nb, kernel_name="python3", timeout=120).execute()
+    metadata = [out.get("metadata", {}) for cell in nb.cells[1:] for out in cell.outputs if "image/png" in out.data]
+    assert metadata == [{"image/png": {"alt": "two curves. Panels: a, loss against step; b"}},
+                        {"image/png": {"alt": f"{UNTITLED} with 1 panel(s) and no words"}}], metadata
+
+
+def plt_figure():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 2)
+    fig.suptitle("two curves")
+    ax[0].set_title("a"), ax[0].set_xlabel("step"), ax[0].set_ylabel("loss"), ax[1].set_title("b")
+    return fig, ax
