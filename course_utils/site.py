@@ -58,6 +58,8 @@ def run_facts(executed: Path) -> dict:
 
 def header_cell(name: str, run: dict) -> str:
     """The markdown put above a notebook's page: the downloads, how long it ran and what it trains."""
+    if name not in run["seconds"]:
+        raise ValueError(f"the run of `make course` in hand has no timing for {name}: run it again")
     minutes = training_minutes_in(name)
     budget = f" (its live training budget: {minutes:g} min)" if minutes else ""
     mode = ("in the tests' fast mode (budgets of seconds: the figures are not a learner's)" if run["fast"]
@@ -66,7 +68,7 @@ def header_cell(name: str, run: dict) -> str:
             f"exercises) or {{download}}`the solution <../downloads/solution/{name}.ipynb>`.\n\n"
             f"This page is the solution notebook executed by `make course` {mode}, on a machine reporting "
             f"{run['machine']}; the run finished {run['finished']}, and this notebook took "
-            f"{run['seconds'].get(name, float('nan')):.0f} s. It trains "
+            f"{run['seconds'][name]:.0f} s. It trains "
             f"{WHAT_IT_TRAINS[name]}{budget}.")
 
 
@@ -133,7 +135,7 @@ def explorer_assets(out: Path, digits, cache_folder: Path | None, report: dict) 
     settings = [Setting(method=m, digit=d, scale=float(s), seed=EXPLORER_SEED, steps=EXPLORER_STEPS)
                 for m in METHODS for d in digits for s in SWEEP_SCALES[m]]
     grids = {m: {} for m in METHODS}
-    for setting in tqdm(settings, desc="explorer grids (cached ones are read)"):
+    for setting in tqdm(settings, desc="explorer grids (cached ones are read)", disable=None):   # a bar on a terminal
         r = result_for(setting, models, cache)
         png = f"{setting.method}/d{setting.digit}_s{setting.scale:g}.png"
         atomic_write(out / png, lambda tmp, r=r: tmp.write_bytes(grid_png(r["images"])))

@@ -30,7 +30,6 @@ html_theme = "sphinx_book_theme"
 html_title = "Guided diffusion"
 html_static_path = ["_static"]
 html_css_files = ["course.css"]
-html_js_files = []
 html_copy_source = False                     # no second copy of every notebook (the downloads are there)
 html_show_sourcelink = False
 html_theme_options = {
