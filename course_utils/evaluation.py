@@ -323,8 +323,8 @@ def quality_report(n_per_class: int = 100, scales: dict | None = None, steps: in
     return report
 
 
-def _pm(row: dict, key: str, fmt: str) -> str:
-    """``mean +- sd`` of one measure of a report row."""
+def plus_minus(row: dict, key: str, fmt: str) -> str:
+    """``mean +- sd`` of one measure of a row of :func:`mean_and_spread` (the mean alone for one seed)."""
     sd = row.get(key + "_sd", 0.0)
     return f"{row[key]:{fmt}} +- {sd:{fmt}}" if row.get("seeds", 1) > 1 else f"{row[key]:{fmt}}"
 
@@ -332,24 +332,24 @@ def _pm(row: dict, key: str, fmt: str) -> str:
 def report_markdown(report: dict) -> str:
     """The report as Markdown: the real-vs-real values, the unguided models, the sweep (mean +- sd over seeds)
     and the stated choices on each method's curve."""
-    real, n = report["real"], report["n"]
+    real, n, pm = report["real"], report["n"], plus_minus
     lines = [f"{n} samples per row (10 digits x {n // 10}), {report['steps']} sampler steps for every method, "
              f"against {report['n_reference']} held-out real digits; mean +- sd over seeds {report['seeds']}.", "",
-             f"Real-vs-real ({n} training digits against the reference): Frechet {_pm(real, 'frechet', '.2f')}, "
-             f"precision {_pm(real, 'precision', '.1%')}, recall {_pm(real, 'recall', '.1%')}; "
+             f"Real-vs-real ({n} training digits against the reference): Frechet {pm(real, 'frechet', '.2f')}, "
+             f"precision {pm(real, 'precision', '.1%')}, recall {pm(real, 'recall', '.1%')}; "
              f"evaluator test accuracy {report['evaluator_test_accuracy']:.1%}.", ""]
     for name, row in report["unguided"].items():
         lines.append(
-            f"- unguided {name}: Frechet {_pm(row, 'frechet', '.2f')}, precision {_pm(row, 'precision', '.1%')}, "
-            f"recall {_pm(row, 'recall', '.1%')} ({row['seeds']} seed{'s' * (row['seeds'] > 1)})"
+            f"- unguided {name}: Frechet {pm(row, 'frechet', '.2f')}, precision {pm(row, 'precision', '.1%')}, "
+            f"recall {pm(row, 'recall', '.1%')} ({row['seeds']} seed{'s' * (row['seeds'] > 1)})"
         )
     lines += ["", "| method | scale | accuracy | Frechet | precision | recall | diversity |",
               "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for method, rows in report["sweeps"].items():
         for r in rows:
-            lines.append(f"| {METHODS[method]} | {r['scale']:g} | {_pm(r, 'accuracy', '.1%')} | "
-                         f"{_pm(r, 'frechet', '.2f')} | {_pm(r, 'precision', '.1%')} | {_pm(r, 'recall', '.1%')} | "
-                         f"{_pm(r, 'diversity', '.1f')} |")
+            lines.append(f"| {METHODS[method]} | {r['scale']:g} | {pm(r, 'accuracy', '.1%')} | "
+                         f"{pm(r, 'frechet', '.2f')} | {pm(r, 'precision', '.1%')} | {pm(r, 'recall', '.1%')} | "
+                         f"{pm(r, 'diversity', '.1f')} |")
     target = report["target_accuracy"]
     lines += ["", f"Stated choices: the scale with the lowest mean Frechet distance, and the smallest scale whose mean "
                   f"accuracy reaches {target:.0%} (where the methods are compared: matched accuracy, equal steps).", "",
@@ -357,10 +357,10 @@ def report_markdown(report: dict) -> str:
               "Frechet | recall |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for method, c in report["choices"].items():
         low, hit = c["lowest frechet"], c["reaches target"]
-        right = (f"{hit['scale']:g} | {_pm(hit, 'accuracy', '.1%')} | {_pm(hit, 'frechet', '.2f')} | "
-                 f"{_pm(hit, 'recall', '.1%')}" if hit else "not reached | - | - | -")
-        lines.append(f"| {METHODS[method]} | {low['scale']:g} | {_pm(low, 'accuracy', '.1%')} | "
-                     f"{_pm(low, 'frechet', '.2f')} | {right} |")
+        right = (f"{hit['scale']:g} | {pm(hit, 'accuracy', '.1%')} | {pm(hit, 'frechet', '.2f')} | "
+                 f"{pm(hit, 'recall', '.1%')}" if hit else "not reached | - | - | -")
+        lines.append(f"| {METHODS[method]} | {low['scale']:g} | {pm(low, 'accuracy', '.1%')} | "
+                     f"{pm(low, 'frechet', '.2f')} | {right} |")
     return "\n".join(lines + ["", report_reading(report)]) + "\n"
 
 
