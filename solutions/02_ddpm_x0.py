@@ -103,8 +103,9 @@ assert "alpha_bars" in schedule.state_dict() and sum(p.numel() for p in schedule
 # the first steps $d$ is smaller ($\min(d, \frac{1+k}{10+k})$ after $k$ updates), so that the average does not remember
 # the random initial weights.
 #
-# **What to expect.** Every 25 s the figure below redraws 8 samples (DDIM, 20 steps, always from the same
-# starting noise) and the loss curve. The first frames are grey blobs; after a minute or so strokes
+# **What to expect.** Every 25 s the figure below redraws 8 samples (always from the same starting noise, drawn
+# with DDIM in 20 steps: a faster sampler for the same trained model, which notebook 3 derives; section 2.5's
+# ancestral sampler would take 1,000) and the loss curve. The first frames are grey blobs; after a minute or so strokes
 # appear, and by the end many samples are rough but readable digits (section 2.6 counts how many pass for
 # real ones). Press the stop button
 # whenever you like: training ends cleanly and keeps what it learned.

@@ -16,7 +16,7 @@
 # - a flattened MLP against the U-Net, and x0- against eps-prediction, judged by the evaluator.
 #
 # **Time:** about 5 minutes on a laptop CPU: 2.5 minutes of live training (`TRAIN_MINUTES` below), three
-# short trainings of 7.5 s for the comparisons, and sampling.
+# short trainings of 6 s for the comparisons, and sampling.
 
 # %%
 import time
@@ -218,7 +218,7 @@ def misprinted(x_t, t, eps, schedule=schedule):
     return (x_t - (1 - a) / (1 - a).sqrt() * eps) / a.sqrt()
 
 
-n = cu.sample_count(8, least=4)     # 8 samples (fewer in the tests' fast mode)
+n = cu.sample_count(6, least=4)     # 6 samples (fewer in the tests' fast mode): 1,000 steps of the shipped model
 good, bad = ancestral([lambda x, t, e: reverse_mean(x, t, e, schedule), misprinted], n, 0)
 evaluator = cu.load_pretrained("evaluator", device="cpu").model
 spread = {}
@@ -404,7 +404,7 @@ print(f"respaced chain: {respaced.T} steps, timesteps {kept[:3]} ... {kept[-2:]}
 assert same and respaced.T == 100
 
 # %% [markdown]
-# 100 samples of your model and of the shipped one (ancestral DDPM on the respaced chain of 100 steps, the same
+# 100 samples of your model and of the shipped one (ancestral DDPM on the respaced chain of 25 steps, the same
 # starting noises), judged in the feature space of the evaluator in two ways:
 # - **realistic**: the fraction of samples that land among real digits: a sample counts when it is at least as close to
 #   some held-out digit as that digit's 3rd-nearest real neighbour is (the "precision" of Kynkaenniemi et al., 2019).
@@ -432,7 +432,7 @@ noise_logits, noise_feats = evaluator_outputs(evaluator, torch.randn(100, 1, 32,
 realistic["pure noise"] = realistic_fraction(noise_feats, real_feats)
 fig, axes = plt.subplots(1, 3, figsize=(18, 3.4), gridspec_kw={"width_ratios": [3, 3, 1.5]})
 for ax, m in zip(axes, [mine, shipped]):
-    x = cu.ddpm_sample(m.model, m.schedule, (100, 1, 32, 32), steps=100, device=device, progress=False,
+    x = cu.ddpm_sample(m.model, m.schedule, (100, 1, 32, 32), steps=25, device=device, progress=False,
                        generator=torch.Generator().manual_seed(5)).cpu()
     feats = evaluator_outputs(evaluator, x)[1]
     unguided[m.owner], realistic[m.owner] = frechet_distance(feats, real_feats), realistic_fraction(feats, real_feats)
@@ -444,17 +444,16 @@ for ax, m in zip(axes, [mine, shipped]):
         cu.show_images(x[farthest[:5]], nrow=3, ax=axes[2], title="your 5 farthest\nfrom real digits")
 plt.show()
 x0_model = cu.load_model("ddpm_x0", device=device)      # yours from notebook 2, or the shipped one
-by_sampler = {}   # (model, sampler) -> realistic fraction, the same 100 starting noises for each
-for m in (mine, x0_model):
-    for sampler, kind in (("DDIM-25", cu.ddim_sample), ("DDPM-25", cu.ddpm_sample)):
-        x = kind(m.model, m.schedule, (100, 1, 32, 32), steps=25, prediction=m.prediction, device=device,
-                 progress=False, generator=torch.Generator().manual_seed(5))
-        by_sampler[m.label, sampler] = realistic_fraction(evaluator_outputs(evaluator, x.cpu())[1], real_feats)
-    if m is mine:
-        by_sampler[m.label, "DDPM-100"] = realistic["your"]   # drawn above, from the same noises
+# (model, sampler) -> realistic fraction, the same 100 starting noises for each; your DDPM-25 row is drawn above
+by_sampler = {(mine.label, "DDPM-25"): realistic["your"]}
+for m, sampler in ((mine, "DDIM-25"), (mine, "DDPM-100"), (x0_model, "DDIM-25"), (x0_model, "DDPM-25")):
+    kind, steps = (cu.ddim_sample if sampler.startswith("DDIM") else cu.ddpm_sample), int(sampler.split("-")[1])
+    x = kind(m.model, m.schedule, (100, 1, 32, 32), steps=steps, prediction=m.prediction, device=device,
+             progress=False, generator=torch.Generator().manual_seed(5))
+    by_sampler[m.label, sampler] = realistic_fraction(evaluator_outputs(evaluator, x.cpu())[1], real_feats)
 for (label, sampler), share in by_sampler.items():
     print(f"{label:45s} {sampler:8s}: {share:.0%} realistic (100 samples)")
-print(f"realistic, 100 samples, DDPM-100: yours {realistic['your']:.0%}, shipped {realistic['shipped']:.0%}, "
+print(f"realistic, 100 samples, DDPM-25: yours {realistic['your']:.0%}, shipped {realistic['shipped']:.0%}, "
       f"real digits {realistic['real digits']:.0%}, pure noise {realistic['pure noise']:.0%}")
 print(f"the evaluator's mean confidence on pure noise: {noise_logits.softmax(1).max(1).values.mean():.0%}")
 print(f"Frechet distance, 100 samples: yours {unguided['your']:.0f}, shipped {unguided['shipped']:.0f}, "
@@ -479,12 +478,12 @@ if cu.trained_enough(mine):   # the default budget's runs behind this bound: sit
 # ## 3.6 Which model, which target? Measured with the evaluator
 #
 # **MLP against U-Net.** A flattened MLP sees the image as 1,024 unrelated numbers; a U-Net shares its
-# filters over all positions. We train both for the same short time (a twentieth of `TRAIN_MINUTES` each),
+# filters over all positions. We train both for the same short time (a 25th of `TRAIN_MINUTES` each),
 # with the same optimiser, the same batches and the eps-MSE, and compare the Frechet distance of their samples
 # (64 each, against the 1,000 held-out digits: read the two against each other, not against 0).
 
 # %%
-compare_minutes = TRAIN_MINUTES / 20
+compare_minutes = TRAIN_MINUTES / 25
 results, compared = {}, {}
 for name, make in [("MLP", lambda: cu.MLPDenoiser(shape=(1, 32, 32), hidden=512)),
                    ("U-Net", lambda: cu.EpsUNet(channels=(16, 32, 32), emb_dim=64))]:
