@@ -446,8 +446,8 @@ plt.show()
 x0_model = cu.load_model("ddpm_x0", device=device)      # yours from notebook 2, or the shipped one
 # (model, sampler) -> realistic fraction, the same 100 starting noises for each; your DDPM-25 row is drawn above
 by_sampler = {(mine.label, "DDPM-25"): realistic["your"]}
-for m, sampler in ((mine, "DDIM-25"), (mine, "DDPM-100"), (x0_model, "DDIM-25"), (x0_model, "DDPM-25")):
-    kind, steps = (cu.ddim_sample if sampler.startswith("DDIM") else cu.ddpm_sample), int(sampler.split("-")[1])
+for m, sampler, kind, steps in ((mine, "DDIM-25", cu.ddim_sample, 25), (mine, "DDPM-100", cu.ddpm_sample, 100),
+                                 (x0_model, "DDIM-25", cu.ddim_sample, 25), (x0_model, "DDPM-25", cu.ddpm_sample, 25)):
     x = kind(m.model, m.schedule, (100, 1, 32, 32), steps=steps, prediction=m.prediction, device=device,
              progress=False, generator=torch.Generator().manual_seed(5))
     by_sampler[m.label, sampler] = realistic_fraction(evaluator_outputs(evaluator, x.cpu())[1], real_feats)

@@ -220,8 +220,8 @@ for s in [0.0, 1.0, 2.0, 3.0, 5.0]:
     runs = [judge(evaluator, generate("cfg-ddim", yours, y_all, s, steps=25, device="cpu",
                                       generator=torch.Generator().manual_seed(seed)), y_all) for seed in seeds]
     cfg_sweep[s] = mean_and_spread(runs, ("accuracy", "diversity"))
-    print(f"s = {s:g}: accuracy {cfg_sweep[s]['accuracy']:4.0%} +- {cfg_sweep[s]['accuracy_sd']:3.0%}, "
-          f"diversity {cfg_sweep[s]['diversity']:4.1f} +- {cfg_sweep[s]['diversity_sd']:3.1f}")
+    print(f"s = {s:g}: accuracy {plus_minus(cfg_sweep[s], 'accuracy', '4.0%')}, "
+          f"diversity {plus_minus(cfg_sweep[s], 'diversity', '4.1f')}")
 test_set = cu.load_mnist(train=False, verbose=False)
 per_digit = [(test_set.labels == d).nonzero().flatten() for d in range(10)]
 real_idx = torch.cat([i[:len(y_all) // 10] for i in per_digit])
@@ -291,8 +291,6 @@ for ax, (method, r) in zip(axes, side.items()):
                    title=f"{shown}\n{cu.evaluation.METHODS[method]}, s = {matched_scale[method]:g}\n"
                    f"accuracy {r['accuracy']:.0%}, diversity {r['diversity']:.0f}, {r['seconds']:.1f} s (2 seeds)")
 plt.show()
-
-
 pm = plus_minus   # "mean +- sd" over the seeds
 for method, r in side.items():
     print(f"{method:16s} at s = {matched_scale[method]:g}: accuracy {pm(r, 'accuracy', '.0%')}, Frechet "
