@@ -129,7 +129,9 @@ assert w_t[0] < 0.001 and (w_t[capped:] == 1).all() and 50 < capped < 200
 
 # %% [markdown]
 # Now train an eps U-Net (channels 16, 32, 32, a 64-wide time embedding) with *your* loss and min-SNR-5 timesteps,
-# for `TRAIN_MINUTES`, with the one-cycle learning rate and the EMA of notebook 2. Every 25 s the figure redraws
+# for `TRAIN_MINUTES`, with the one-cycle learning rate and the EMA of notebook 2, in batches of 16 (on a CPU,
+# twice the optimiser steps of batch 32 in the same minutes; in a few minutes this model gains more from the steps
+# than from the larger batches, as site/quality.md measures). Every 25 s the figure redraws
 # 8 samples from the same starting noise: blobs first, then strokes, then digits. The model is saved to
 # `my_models/`; notebook 5 guides it toward a chosen digit. (The shipped `ddpm_eps` is a wider network
 # trained for 13,000 steps on a GPU, with uniform t; we compare the two below.)

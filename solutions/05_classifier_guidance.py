@@ -477,9 +477,8 @@ assert x0_shift[999] > 100 > x0_shift[800] > 10
 # checked). The line that starts "at s = 10" says what each change did there, and the line above it compares the
 # three at a scale chosen for each, the smallest that reaches 80% of its highest accuracy: compare methods there,
 # not at equal $s$. (In the learner-mode run of site/learner-mode.md, on 2 cores limited to AVX2, fresh noise took
-# the accuracy at $s = 10$ from 52% to 79%, and the mean shift in place of the eps shift moved it to 75%; on an
-# AVX-512 machine, 72% to 94%, then 90%: the noise mattered, the form of the shift hardly did. Your run prints its
-# own figures.)
+# the accuracy at $s = 10$ from 52% to 84%, and the mean shift in place of the eps shift moved it to 76%: the noise
+# mattered more than the form of the shift. Your run prints its own figures.)
 # The shipped models, trained for far longer, need much smaller scales (compare the shipped sweep below, $s = 0$
 # to $8$, with the scales above): the scale that works is a property of the models as well as of the formula,
 # which is why we sweep it rather than fix it. The row $s = 1$, the Bayes conditional that exact scores would
