@@ -15,11 +15,11 @@ DDIM-25 samples (the eps shift, eta 0, with the shipped noisy classifier) at s =
   base          the quick recipe as it is
   half-batch    half the batch (twice the optimiser steps for about the same images a second on a CPU)
   double-batch  twice the batch (half the optimiser steps)
-  lr-x2      twice the peak learning rate
-  ema-0.99   EMA decay 0.99 instead of the recipe's (an average over about 100 steps)
-  narrow     channels halved (8, 16, 16): about 2.6 times the steps
-  min-snr-5  t drawn by min-SNR-5 (training.min_snr_timesteps) for the recipe's prediction
-  uniform-t  t drawn uniformly (no min-SNR weighting)
+  lr-x2         twice the peak learning rate
+  ema-0.99      EMA decay 0.99 instead of the recipe's (an average over about 100 steps)
+  narrow        channels halved (8, 16, 16): about 2.6 times the steps
+  min-snr-5     t drawn by min-SNR-5 (training.min_snr_timesteps) for the recipe's prediction
+  uniform-t     t drawn uniformly (no min-SNR weighting)
 
 Prints the processor first: compare rows of one run, on one machine, with nothing else running.
 """
@@ -90,6 +90,8 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     recipe = QUICK_RECIPES[args.network]
+    if args.guided and recipe.objective != "eps":
+        parser.error(f"--guided needs an eps network; {args.network} predicts {recipe.objective}")
     print(f"processor: {cpu_summary()}; {args.network}'s quick recipe, {args.seconds:g} s of training each, "
           f"seed {args.seed}")
     evaluator = load_pretrained("evaluator", device="cpu").model
@@ -97,8 +99,6 @@ def main() -> int:
     test_feats = evaluator_outputs(evaluator, test.images)[1]
     chains = (("ddim", 50), ("ddpm", 100))
     print_header(evaluator, train_data.images, test_feats, "variant", chains)
-    if args.guided and recipe.objective != "eps":
-        parser.error(f"--guided needs an eps network; {args.network} predicts {recipe.objective}")
     classifier = load_pretrained("noisy_classifier", device="cpu") if args.guided else None
     schedule = NoiseSchedule(**recipe.schedule)
     for variant in args.only:
