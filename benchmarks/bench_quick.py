@@ -51,7 +51,7 @@ def best(method, models, evaluator, scales, y, **kw):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", nargs="+", default=["1", "2", "3", "5"],
-                        help="budgets in minutes, or 'default' for each recipe's own (2.5 / 2.5 / 2 / 3)")
+                        help="budgets in minutes, or 'default' for each recipe's own (2.5 / 2.5 / 2 / 2.5)")
     parser.add_argument("--seed", type=int, nargs="+", default=[0])
     args = parser.parse_args()
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
