@@ -412,10 +412,12 @@ assert same and respaced.T == 100
 #   some held-out digit as that digit's 3rd-nearest real neighbour is (the "precision" of Kynkaenniemi et al., 2019).
 #   100 real training digits score about 90%, pure noise about 0% (both printed below). (Why not simply ask the
 #   evaluator how sure it is? It calls pure noise a digit with more than 90% confidence: the printout shows it.)
-# - the **Frechet distance** of their features to those of the 1,000 held-out digits, beside the *real-vs-real
-#   value*: 100 real training digits against the same held-out digits. (With only 100 images the real-vs-real
-#   value is far from zero: the distance is biased upward for small samples, so compare with it, not with 0. It
-#   is a yardstick, not a floor: a sampler can score below it, by chance or by covering the held-out digits
+#   Each realistic fraction is printed as the mean over the two halves of the 100 (50 samples each, from noises of
+#   their own) +- the spread between them.
+# - the **Frechet distance** of all 100 samples' features to those of the 1,000 held-out digits, beside the
+#   *real-vs-real value*: 100 real training digits against the same held-out digits. (With only 100 images the
+#   real-vs-real value is far from zero: the distance is biased upward for small samples, so compare with it, not
+#   with 0. It is a yardstick, not a floor: a sampler can score below it, by chance or by covering the held-out digits
 #   more evenly than a random 100 of them.)
 #
 # The Frechet distance fits one Gaussian to all the features, so samples far from every real digit weigh
@@ -425,6 +427,8 @@ assert same and respaced.T == 100
 # its farthest samples the Gaussian fitted to yours is narrower than the real digits' one.)
 
 # %%
+from course_utils.evaluation import mean_and_spread, plus_minus
+
 # 100 real training digits, always the same ones: the real-vs-real value of 100 varies with the subset (44 to 90)
 real100 = mnist.images[torch.randperm(len(mnist.images), generator=torch.Generator().manual_seed(0))[:100]]
 real100_feats = evaluator_outputs(evaluator, real100)[1]
@@ -432,11 +436,23 @@ real_vs_real = frechet_distance(real100_feats, real_feats)
 unguided, realistic = {}, {"real digits": realistic_fraction(real100_feats, real_feats)}
 noise_logits, noise_feats = evaluator_outputs(evaluator, torch.randn(100, 1, 32, 32, generator=g).clamp(-1, 1))
 realistic["pure noise"] = realistic_fraction(noise_feats, real_feats)
+
+
+def samples_and_realistic(m, sampler, steps):
+    """100 samples of `m` from the same 100 starting noises for every model and sampler, and their realistic fraction
+    as mean and sd over the two halves (each 50 samples from 50 noises of their own)."""
+    x = sampler(m.model, m.schedule, (100, 1, 32, 32), steps=steps, prediction=m.prediction, device=device,
+                progress=False, generator=torch.Generator().manual_seed(5)).cpu()
+    feats = evaluator_outputs(evaluator, x)[1]
+    share = mean_and_spread([{"realistic": realistic_fraction(f, real_feats)} for f in feats.chunk(2)], ("realistic",))
+    return x, feats, share
+
+
+# (model, sampler) -> realistic fraction, mean and sd over the two halves of the same 100 starting noises
+by_sampler = {}
 fig, axes = plt.subplots(1, 3, figsize=(18, 3.4), gridspec_kw={"width_ratios": [3, 3, 1.5]})
 for ax, m in zip(axes, [mine, shipped]):
-    x = cu.ddpm_sample(m.model, m.schedule, (100, 1, 32, 32), steps=25, device=device, progress=False,
-                       generator=torch.Generator().manual_seed(5)).cpu()
-    feats = evaluator_outputs(evaluator, x)[1]
+    x, feats, by_sampler[m.label, "DDPM-25"] = samples_and_realistic(m, cu.ddpm_sample, 25)
     unguided[m.owner], realistic[m.owner] = frechet_distance(feats, real_feats), realistic_fraction(feats, real_feats)
     cu.show_images(x[:30], nrow=15, ax=ax, title=f"{m.label}\n{realistic[m.owner]:.0%} realistic, Frechet "
                                                   f"{unguided[m.owner]:.0f} (real vs real {real_vs_real:.0f})")
@@ -446,16 +462,13 @@ for ax, m in zip(axes, [mine, shipped]):
         cu.show_images(x[farthest[:5]], nrow=3, ax=axes[2], title="your 5 farthest\nfrom real digits")
 plt.show()
 x0_model = cu.load_model("ddpm_x0", device=device)      # yours from notebook 2, or the shipped one
-# (model, sampler) -> realistic fraction, the same 100 starting noises for each; your DDPM-25 row is drawn above
-by_sampler = {(mine.label, "DDPM-25"): realistic["your"]}
 for m, sampler, kind, steps in ((mine, "DDIM-25", cu.ddim_sample, 25), (mine, "DDPM-100", cu.ddpm_sample, 100),
                                  (x0_model, "DDIM-25", cu.ddim_sample, 25), (x0_model, "DDPM-25", cu.ddpm_sample, 25)):
-    x = kind(m.model, m.schedule, (100, 1, 32, 32), steps=steps, prediction=m.prediction, device=device,
-             progress=False, generator=torch.Generator().manual_seed(5))
-    by_sampler[m.label, sampler] = realistic_fraction(evaluator_outputs(evaluator, x.cpu())[1], real_feats)
+    by_sampler[m.label, sampler] = samples_and_realistic(m, kind, steps)[2]
 for (label, sampler), share in by_sampler.items():
-    print(f"{label:45s} {sampler:8s}: {share:.0%} realistic (100 samples)")
-print(f"realistic, 100 samples, DDPM-25: yours {realistic['your']:.0%}, shipped {realistic['shipped']:.0%}, "
+    print(f"{label:45s} {sampler:8s}: {plus_minus(share, 'realistic', '4.0%')} realistic (100 samples, 2 halves)")
+print(f"realistic, 100 samples, DDPM-25: yours {plus_minus(by_sampler[mine.label, 'DDPM-25'], 'realistic', '.0%')}, "
+      f"shipped {plus_minus(by_sampler[shipped.label, 'DDPM-25'], 'realistic', '.0%')}, "
       f"real digits {realistic['real digits']:.0%}, pure noise {realistic['pure noise']:.0%}")
 print(f"the evaluator's mean confidence on pure noise: {noise_logits.softmax(1).max(1).values.mean():.0%}")
 print(f"Frechet distance, 100 samples: yours {unguided['your']:.0f}, shipped {unguided['shipped']:.0f}, "
