@@ -216,7 +216,7 @@ def test_the_forecast_says_what_the_budget_gives_and_what_a_too_slow_machine_nee
         assert seen == list(range(40)) and out.count("ms a step") == 1      # said once, and every step passed on
         expected = 20 + (150 - (2.0 + per_step * 20)) / per_step
         assert f"about {expected:,.0f} steps in 2.5 min" in out and f"{goal.slow_steps:,} steps" in out
-        assert ("slower than any the course is tested on" in out) == short
+        assert (f"are fewer than the {goal.steps:,} the quality checks below need" in out) == short
         if short:   # the minutes that give the goal's steps at this speed, rounded up to half a minute
             need = (2.0 + per_step * 20 + (goal.steps - 20) * per_step) / 60
             assert f"TRAIN_MINUTES = {math.ceil(need * 2) / 2:g}" in out
@@ -224,7 +224,7 @@ def test_the_forecast_says_what_the_budget_gives_and_what_a_too_slow_machine_nee
     forecast = _Forecast("ddpm_eps", 0.08, lambda step, losses: None, clock=lambda: 0.0)
     forecast.marks, forecast.begun = {5: 0.5, 20: 2.0}, 0.0
     text = forecast.forecast()
-    assert "COURSE_FAST is set" in text and "slower than any" not in text
+    assert "COURSE_FAST is set" in text and "are fewer than the" not in text
 
 
 def test_trained_enough_holds_the_learners_models_to_the_floors_only_past_the_goal_steps():
