@@ -26,15 +26,17 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from course_utils.grading import NOT_RUN
 from course_utils.notebooks import BEGIN, END, ROOT, graded_notebooks
 
 NOTEBOOKS = {nb.stem: nb for nb in graded_notebooks()}
-PAGE_EXAMPLE = "02_ddpm_x0"   # the notebook the instructors' page runs its commands on
+PAGE_EXAMPLE = "01_forward_noising"   # the notebook the instructors' page runs its commands on
 
 # one plausible mistake per notebook: (grade id of the exercise cell, right text, wrong text, words of the hint)
 MISTAKES = {
@@ -146,7 +148,9 @@ def test_nbgrader_round_trip(course, name):
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
         nbformat.write(nb, folder / f"{name}.ipynb")
+    started = time.perf_counter()
     nbgrader(course, "autograde", name, "--force")
+    print(f"{name}: autograde of {len(submissions)} submissions took {time.perf_counter() - started:.1f} s")
     nbgrader(course, "export", "--to", "grades.csv")
     with open(course / "grades.csv") as f:
         rows = {r["student_id"]: r for r in csv.DictReader(f) if r["assignment"] == name}
@@ -158,6 +162,13 @@ def test_nbgrader_round_trip(course, name):
     assert scores["unsolved"] == 0
     assert scores["solved"] == max_score
     assert 0 < scores["wrong"] < max_score
+
+    # grading ran the cells the grade reads (setup, exercises, checks); the course's other cells say they did not run
+    graded_run = nbformat.read(course / "autograded" / "solved" / name / f"{name}.ipynb", as_version=4)
+    code = [c for c in graded_run.cells if c.cell_type == "code"]
+    left_out = [c for c in code if [o.get("text") for o in c.outputs] == [NOT_RUN]]
+    assert left_out and all(c.execution_count is None and not c.metadata.get("nbgrader") for c in left_out)
+    assert all(c.execution_count for c in code if c.metadata.get("nbgrader", {}).get("grade"))
 
     said = nbgrader(course, "generate_feedback", name, "--force")
     assert "Alternative text is missing" not in said   # nbconvert's warning: every figure carries its own alt text
