@@ -19,6 +19,8 @@ from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Bool
 
+from .notebooks import BEGIN, END
+
 COURSE_CELL_ID = re.compile(r"\d\d-\d{3}")   # the ids course_utils.notebooks gives the cells it writes
 NOT_RUN = ("Not run when grading: the grade reads only the exercise and check cells; this cell's training, "
            "samples or figures do not count toward it.\n")
@@ -50,3 +52,25 @@ class ExecuteGradedCells(Execute):
         cell.outputs = [NotebookNode(output_type="stream", name="stdout", text=NOT_RUN)]
         return cell, resources
 
+
+
+def filled_in(released: NotebookNode, source: NotebookNode, mistake: tuple[str, ...] | None = None) -> NotebookNode:
+    """The released notebook with each exercise cell answered as a student would: the master solution from
+    ``source`` without nbgrader's markers. ``mistake = (grade id, right text, wrong text, ...)`` writes one
+    answer wrong."""
+    answers = {c.metadata["nbgrader"]["grade_id"]: c.source for c in source.cells
+               if c.metadata.get("nbgrader", {}).get("solution")}
+    filled = 0
+    for cell in released.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in answers:
+            text = "\n".join(line for line in answers[grade_id].splitlines() if line.strip() not in (BEGIN, END))
+            if mistake and mistake[0] == grade_id:
+                if mistake[1] not in text:
+                    raise ValueError(f"{grade_id}: {mistake[1]!r} is not in the solution")
+                text = text.replace(mistake[1], mistake[2])
+            cell.source = text
+            filled += 1
+    if filled != len(answers):
+        raise ValueError(f"the released notebook holds {filled} of the {len(answers)} exercise cells")
+    return released

@@ -32,8 +32,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_utils.grading import NOT_RUN
-from course_utils.notebooks import BEGIN, END, ROOT, graded_notebooks
+from course_utils.grading import NOT_RUN, filled_in
+from course_utils.notebooks import BEGIN, ROOT, graded_notebooks
 
 NOTEBOOKS = {nb.stem: nb for nb in graded_notebooks()}
 PAGE_EXAMPLE = "01_forward_noising"   # the notebook the instructors' page runs its commands on
@@ -99,25 +99,6 @@ def test_solution_metadata_meets_nbgrader_schema():
         assert graded and all(m["points"] > 0 and m["locked"] for m in graded)
 
 
-def solve(released: nbformat.NotebookNode, source: nbformat.NotebookNode, mistake=None) -> nbformat.NotebookNode:
-    """The released notebook with each solution cell written as a student would: the master solution
-    without nbgrader's markers, and in one cell a mistake when asked."""
-    answers = {c.metadata["nbgrader"]["grade_id"]: c.source for c in source.cells
-               if c.metadata.get("nbgrader", {}).get("solution")}
-    filled = 0
-    for cell in released.cells:
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if grade_id in answers:
-            text = "\n".join(line for line in answers[grade_id].splitlines() if line.strip() not in (BEGIN, END))
-            if mistake and mistake[0] == grade_id:
-                assert mistake[1] in text, f"{grade_id}: {mistake[1]!r} not in the solution"
-                text = text.replace(mistake[1], mistake[2])
-            cell.source = text
-            filled += 1
-    assert filled == len(answers)
-    return released
-
-
 @pytest.mark.parametrize("name", sorted(NOTEBOOKS))
 def test_nbgrader_round_trip(course, name):
     nbgrader(course, "generate_assignment", name, "--force")
@@ -139,8 +120,8 @@ def test_nbgrader_round_trip(course, name):
 
     submissions = {
         "unsolved": released,
-        "solved": solve(nbformat.read(release, as_version=4), source),
-        "wrong": solve(nbformat.read(release, as_version=4), source, MISTAKES[name]),
+        "solved": filled_in(nbformat.read(release, as_version=4), source),
+        "wrong": filled_in(nbformat.read(release, as_version=4), source, MISTAKES[name]),
     }
     for student, nb in submissions.items():
         folder = course / "submitted" / student / name
