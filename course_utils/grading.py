@@ -1,7 +1,7 @@
 """What nbgrader runs when it grades a notebook of the course: the cells a grade depends on.
 
 A grade is the sum of the check cells' points, and each check calls only the student's own function
-(``checks.check_q_sample(q_sample)``, ...). So grading needs the notebook's first code cell (its imports and
+(``checks.check_q_sample(q_sample)``, ...). So grading needs the course's first code cell (its imports and
 settings), the exercise cells (nbgrader's solution cells) and the check cells (its graded cells), and any
 cell the student added, which may hold a helper their answer calls. The course's other cells (live training,
 sampling with the shipped networks, figures, measurements) do not change a grade; they take most of a
@@ -26,11 +26,12 @@ NOT_RUN = ("Not run when grading: the grade reads only the exercise and check ce
            "samples or figures do not count toward it.\n")
 
 
-def counts_toward_grade(cell: NotebookNode, first_code_cell: bool) -> bool:
-    """Whether grading runs this code cell: the first one, an exercise or check cell, or one the course did not
-    write (a cell the student added keeps a fresh id, not one of the form ``NN-iii``)."""
+def counts_toward_grade(cell: NotebookNode, setup_cell: bool) -> bool:
+    """Whether grading runs this code cell: the course's first code cell (``setup_cell``), an exercise or check
+    cell, or a cell the course did not write (a cell the student added keeps a fresh id, not one of the form
+    ``NN-iii``)."""
     marked = cell.metadata.get("nbgrader", {})
-    return (first_code_cell or marked.get("solution", False) or marked.get("grade", False)
+    return (setup_cell or marked.get("solution", False) or marked.get("grade", False)
             or not COURSE_CELL_ID.fullmatch(cell.get("id", "")))
 
 
@@ -42,12 +43,13 @@ class ExecuteGradedCells(Execute):
                                       "seconds, a notebook)").tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
-        self._first_code_index = next((i for i, cell in enumerate(nb.cells) if cell.cell_type == "code"), None)
+        self._setup_index = next((i for i, cell in enumerate(nb.cells)   # the course's first code cell
+                                  if cell.cell_type == "code" and COURSE_CELL_ID.fullmatch(cell.get("id", ""))), None)
         return super().preprocess(nb, resources, km)
 
     def preprocess_cell(self, cell, resources, index):
         if (cell.cell_type != "code" or self.run_every_cell
-                or counts_toward_grade(cell, index == self._first_code_index)):
+                or counts_toward_grade(cell, index == self._setup_index)):
             return super().preprocess_cell(cell, resources, index)
         cell.outputs = [NotebookNode(output_type="stream", name="stdout", text=NOT_RUN)]
         return cell, resources

@@ -9,7 +9,7 @@ from course_utils.grading import NOT_RUN, ExecuteGradedCells, counts_toward_grad
 from course_utils.notebooks import NBGRADER_CONFIG
 
 
-def notebook():
+def notebook(student_cell_first=False):
     cells = [
         nbformat.v4.new_markdown_cell("# 9. A notebook", id="09-000"),
         nbformat.v4.new_code_cell("import math\nprint('setup')", id="09-001"),
@@ -21,6 +21,8 @@ def notebook():
                                   metadata={"nbgrader": {"solution": False, "grade": True, "points": 1}}),
         nbformat.v4.new_code_cell("print('a figure')", id="09-006"),
     ]
+    if student_cell_first:   # a cell the student added above the course's first: the setup still runs
+        cells.insert(1, nbformat.v4.new_code_cell("print('mine')", id="5e1f-student"))
     return nbformat.v4.new_notebook(cells=cells)
 
 
@@ -31,17 +33,18 @@ def printed(cell) -> str:
 def test_the_rule_keeps_setup_exercises_checks_and_the_students_cells():
     nb = notebook()
     code = [c for c in nb.cells if c.cell_type == "code"]
-    kept = [counts_toward_grade(c, first_code_cell=(c is code[0])) for c in code]
+    kept = [counts_toward_grade(c, setup_cell=(c is code[0])) for c in code]
     assert kept == [True, False, True, True, True, False]
 
 
-@pytest.mark.parametrize("every", [False, True])
-def test_grading_runs_what_the_grade_reads(every):
+@pytest.mark.parametrize("every,student_cell_first", [(False, False), (False, True), (True, False)])
+def test_grading_runs_what_the_grade_reads(every, student_cell_first):
     config = Config()
     config.ExecuteGradedCells.run_every_cell = every
-    nb, _ = ExecuteGradedCells(config=config, timeout=120).preprocess(notebook(), {})
+    nb, _ = ExecuteGradedCells(config=config, timeout=120).preprocess(notebook(student_cell_first), {})
     said = {c.id: printed(c) for c in nb.cells if c.cell_type == "code"}
     assert said["09-001"] == "setup\n" and said["09-005"] == "check passed\n"
+    assert said.get("5e1f-student", "mine\n") == "mine\n"
     if every:
         assert said["09-002"] == "training for minutes\n" and said["09-006"] == "a figure\n"
     else:
