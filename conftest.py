@@ -35,3 +35,24 @@ def pytest_runtest_makereport(item, call):
         run["outputs"][item.cell_num] = list(item.test_outputs or [])
         run["seconds"] += call.duration
         run["failed"] = run["failed"] or not report.passed
+
+
+
+# where the suite's time goes: each file's seconds (its tests' setup, call and teardown; a notebook's cells under
+# nbval), printed at the end of the run with the share of the whole
+SECONDS_BY_FILE: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    path = report.nodeid.split("::")[0]
+    SECONDS_BY_FILE[path] = SECONDS_BY_FILE.get(path, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    total = sum(SECONDS_BY_FILE.values())
+    if not total:
+        return
+    terminalreporter.section("seconds by file")
+    for path, seconds in sorted(SECONDS_BY_FILE.items(), key=lambda kv: -kv[1]):
+        terminalreporter.write_line(f"{seconds:7.1f} s {seconds / total:4.0%}  {path}")
+    terminalreporter.write_line(f"{total:7.1f} s in all tests")

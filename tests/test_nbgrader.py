@@ -11,12 +11,13 @@
 
 Three submissions per notebook: the released notebook as is (0 points), the released notebook
 filled in with the solutions (full points) and the same with one plausible mistake (partial points,
-and the feedback names the mistake).
+and the feedback names the mistake). The course's config grades with course_utils.grading: autograde runs the
+setup, exercise and check cells, and the course's other cells carry a note that they did not run.
 
 The two validate commands run on that page's example notebook only: on the others, what they assert is
 already answered by a run the test makes anyway (the unsolved submission scores 0, so it passes no check;
-the solved one scores full points, so the solutions pass every check), and each would execute the notebook
-once more.
+the solved one scores full points, so the solutions pass every check), and each would execute every cell of
+the notebook once more (validate runs every cell).
 """
 import csv
 import html
