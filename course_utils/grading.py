@@ -55,7 +55,6 @@ class ExecuteGradedCells(Execute):
         return cell, resources
 
 
-
 def filled_in(released: NotebookNode, source: NotebookNode, mistake: tuple[str, ...] | None = None) -> NotebookNode:
     """The released notebook with each exercise cell answered as a student would: the master solution from
     ``source`` without nbgrader's markers. ``mistake = (grade id, right text, wrong text, ...)`` writes one
