@@ -1,6 +1,6 @@
 """The explorer in a real browser: JupyterLab on 127.0.0.1, Debian's chromium driven by Playwright.
 
-Runs notebook 7, moves the scale slider with the keyboard, and checks that the grid image and the
+Runs notebook 7's explorer cell, moves the scale slider with the keyboard, and checks that the grid image and the
 accuracy label change. Saves build/screenshots/explorer.png. Skipped where chromium or Playwright
 is missing, unless COURSE_REQUIRE_BROWSER=1 (CI sets it), where that is a failure.
 """
@@ -103,9 +103,10 @@ def _drive(page, url, token):
             page.goto(f"{url}/lab/tree/07_guidance_explorer.ipynb?token={token}")
             page.wait_for_selector(".jp-Notebook", timeout=90_000)
             page.get_by_text("| Idle").first.wait_for(timeout=90_000)     # the kernel has started
-            page.locator(".jp-Notebook").first.click()
-            page.get_by_role("menuitem", name="Run").first.click()
-            page.get_by_text("Run All Cells", exact=True).click()
+            # the explorer's cell (the first code cell), run as a learner runs it: click into it, Shift+Enter. Not
+            # "Run All Cells": the widget answers the slider only once the kernel is idle, after every later cell
+            page.locator(".jp-CodeCell .jp-InputArea-editor").first.click()
+            page.keyboard.press("Shift+Enter")
             seconds = int(os.environ.get("COURSE_BROWSER_TIMEOUT", "180"))
             page.wait_for_selector(".widget-html-content:has-text('accuracy')", timeout=seconds * 1000)
             before = _state(page)
