@@ -2,7 +2,8 @@
 as pages, and a guidance explorer that works without Python.
 
 The explorer's page shows grids computed ahead by the explorer's own sampler and cache
-(:func:`~course_utils.widgets.result_for`: method x digit x every sweep scale, seed 0, 25 steps) and the
+(:func:`~course_utils.widgets.result_for`: method x digit x every sweep scale, seed 0, 25 steps; in the
+tests' fast mode the digit 9 alone, at 10 steps) and the
 quality report's curves (docs/quality.json). The site is built by Sphinx with myst-nb and the book theme, all
 installed with the package's development tools; equations are rendered by a MathJax copied into the site, so
 nothing is fetched when it is built or read.
@@ -22,6 +23,7 @@ from .files import atomic_write, write_text_atomic
 ROOT = Path(__file__).resolve().parent.parent
 SITE = ROOT / "site"                   # conf.py, the pages, the explorer's script and style
 EXPLORER_SEED, EXPLORER_STEPS = 0, 25
+FAST_DIGITS, FAST_STEPS = (9,), 10     # the tests' fast build: one digit, the step count notebook 7's explorer uses
 WHAT_IT_TRAINS = {                     # what each notebook trains live, for its page's header
     "01_forward_noising": "nothing: it computes schedules and noisy digits",
     "02_ddpm_x0": "your `ddpm_x0` (the time-map U-Net, x0-prediction), then two small U-Nets with and without skips",
@@ -115,7 +117,7 @@ def describe_figures(nb) -> None:
         cell.metadata.setdefault("mystnb", {}).setdefault("image", {})["alt"] = about
 
 
-def explorer_assets(out: Path, digits, cache_folder: Path | None, report: dict) -> dict:
+def explorer_assets(out: Path, digits, steps: int, cache_folder: Path | None, report: dict) -> dict:
     """Write the explorer's grids (PNG, one per method x digit x sweep scale, from the explorer's cache or
     computed by its sampler) and each method's curve from the quality report into ``out``; return the index
     the page's script reads."""
@@ -130,9 +132,9 @@ def explorer_assets(out: Path, digits, cache_folder: Path | None, report: dict) 
 
     models = load_models("cpu")
     cache = SampleCache(cache_folder)
-    index = {"digits": list(digits), "seed": EXPLORER_SEED, "steps": EXPLORER_STEPS, "n": N_SAMPLES,
+    index = {"digits": list(digits), "seed": EXPLORER_SEED, "steps": steps, "n": N_SAMPLES,
              "curve_n": report["n"], "curve_seeds": report["seeds"], "methods": {}}
-    settings = [Setting(method=m, digit=d, scale=float(s), seed=EXPLORER_SEED, steps=EXPLORER_STEPS)
+    settings = [Setting(method=m, digit=d, scale=float(s), seed=EXPLORER_SEED, steps=steps)
                 for m in METHODS for d in digits for s in SWEEP_SCALES[m]]
     grids = {m: {} for m in METHODS}
     for setting in tqdm(settings, desc="explorer grids (cached ones are read)", disable=None):   # a bar on a terminal
@@ -172,7 +174,8 @@ def mathjax_script() -> Path:
     return path
 
 
-def build_site(executed: Path, out: Path, digits=tuple(range(10)), cache_folder: Path | None = None) -> Path:
+def build_site(executed: Path, out: Path, digits=tuple(range(10)), steps: int = EXPLORER_STEPS,
+               cache_folder: Path | None = None) -> Path:
     """Build the website into ``out`` from the notebooks ``make course`` executed into ``executed``; return
     the path of its home page. Sphinx's warnings are printed and make the build fail."""
     run = run_facts(executed)
@@ -190,7 +193,7 @@ def build_site(executed: Path, out: Path, digits=tuple(range(10)), cache_folder:
     (src / "_static" / "mathjax").mkdir(parents=True)
     shutil.copy(mathjax_script(), src / "_static" / "mathjax" / "tex-svg.js")
     report = json.loads((ROOT / "docs" / "quality.json").read_text())
-    index = explorer_assets(src / "_static" / "explorer", digits, cache_folder, report)
+    index = explorer_assets(src / "_static" / "explorer", digits, steps, cache_folder, report)
     index["made"] = {"finished": run["finished"], "machine": run["machine"], "fast": run["fast"]}
     write_text_atomic(src / "_static" / "explorer" / "data.js", "window.COURSE_EXPLORER = " + json.dumps(index) + ";\n")
     write_text_atomic(src / "made.md", made_note(run))
@@ -224,6 +227,6 @@ def main_site(args) -> int:
     """``python -m course_utils site``: build the website."""
     from .budgets import fast_mode
 
-    digits = (9,) if fast_mode() else tuple(range(10))
-    build_site(args.executed, args.out, digits=digits, cache_folder=args.cache)
+    digits, steps = (FAST_DIGITS, FAST_STEPS) if fast_mode() else (tuple(range(10)), EXPLORER_STEPS)
+    build_site(args.executed, args.out, digits=digits, steps=steps, cache_folder=args.cache)
     return 0

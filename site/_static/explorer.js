@@ -56,7 +56,8 @@
   scale.addEventListener("input", show);
   const made = data.made;
   $("explorer-facts").textContent = "Grids computed when the site was built, for the digits " + data.digits.join(", ") +
-    (made.fast ? " (the tests' fast build: one digit)" : "") + "; the curves are the quality report's (seeds " +
-    data.curve_seeds.join(", ") + "). The notebooks beside them ran " + made.finished + ".";
+    (made.fast ? " (the tests' fast build: one digit, " + data.steps + " steps)" : "") +
+    "; the curves are the quality report's (seeds " + data.curve_seeds.join(", ") + "). The notebooks beside them ran " +
+    made.finished + ".";
   chooseMethod();
 })();
