@@ -119,13 +119,15 @@ def test_quality_report_runs_every_method_at_equal_steps_per_seed_and_resumes_wi
 
     monkeypatch.setattr(evaluation, "generate", counted)
     kw = dict(n_per_class=1, steps=3, seeds=(0, 1), device="cpu", progress=False, partial=tmp_path / "rows.json",
-              scales=scales, ddpm_1000=False)
+              scales=scales, ddpm_1000=False, accuracy_digits=100)
     report = evaluation.quality_report(**kw)
     assert len(calls) == 2 * 4 and all(steps == ddpm_steps == 3 for _, steps, ddpm_steps in calls)
     assert set(report["unguided"]) == {"ddpm_eps DDPM-3", "ddpm_eps DDIM-3", "ddpm_x0 DDPM-3", "ddpm_x0 DDIM-3"}
     row = report["sweeps"]["classifier-ddpm"][1]
     assert row["scale"] == 2.0 and row["seeds"] == 2 and {"frechet_sd", "recall", "precision"} <= set(row)
     assert report["real"]["seeds"] == 2 and report["n"] == report["n_reference"] == 10
+    assert [r["t"] for r in report["accuracy_vs_t"]] == [*range(0, 1000, 100), 999]
+    assert report["accuracy_vs_t_digits"] == 100 and report["accuracy_vs_t"][0]["noisy_classifier"] > 0.9
     per_seed = [report["rows"][f"classifier-ddpm 2 {sd}"]["frechet"] for sd in (0, 1)]   # each seed's own row
     assert row["frechet"] == pytest.approx(sum(per_seed) / 2)
     assert set(report["choices"]) == set(scales) and "reaches target" in report["choices"]["cfg-ddim"]
