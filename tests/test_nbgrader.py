@@ -6,8 +6,8 @@
     nbgrader validate --invert release/NN_name/NN_name.ipynb    (an unsolved notebook passes no check)
     nbgrader validate source/NN_name/NN_name.ipynb              (the solutions pass every check)
     nbgrader autograde NN_name                           (submitted/STUDENT/NN_name/NN_name.ipynb)
-    nbgrader export                                       (grades.csv)
     nbgrader generate_feedback NN_name                   (feedback/STUDENT/NN_name/NN_name.html)
+    nbgrader export                                       (grades.csv, once, after every notebook's autograde)
 
 Three submissions per notebook: the released notebook as is (0 points), the released notebook
 filled in with the solutions (full points) and the same with one plausible mistake (partial points,
@@ -133,17 +133,6 @@ def test_nbgrader_round_trip(course, name):
     started = time.perf_counter()
     nbgrader(course, "autograde", name, "--force")
     print(f"{name}: autograde of {len(submissions)} submissions took {time.perf_counter() - started:.1f} s")
-    nbgrader(course, "export", "--to", "grades.csv")
-    with open(course / "grades.csv") as f:
-        rows = {r["student_id"]: r for r in csv.DictReader(f) if r["assignment"] == name}
-    scores = {s: float(rows[s]["score"]) for s in submissions}
-    max_score = float(rows["solved"]["max_score"])
-    graded = sum(bool(c.metadata.get("nbgrader", {}).get("grade")) for c in source.cells)
-    print(f"{name}: {json.dumps(scores)} of {max_score:g}")
-    assert max_score == graded
-    assert scores["unsolved"] == 0
-    assert scores["solved"] == max_score
-    assert 0 < scores["wrong"] < max_score
 
     # grading ran the cells the grade reads (setup, exercises, checks); the course's other cells say they did not run
     graded_run = nbformat.read(course / "autograded" / "solved" / name / f"{name}.ipynb", as_version=4)
@@ -159,6 +148,26 @@ def test_nbgrader_round_trip(course, name):
     assert len(failures) == 1 and MISTAKES[name][3] in html.unescape(failures[0]), failures
     assert "course_utils/checks.py" not in feedback_of(course, "wrong", name)   # the diagnosis, not the checks' source
     assert "CheckFailed" not in feedback_of(course, "solved", name)
+
+
+def test_exported_grades_give_each_submission_its_score(course):
+    """One ``nbgrader export`` after the round trips above (it exports every assignment of the gradebook): for
+    each notebook the unsolved submission scores 0, the solved one full points (one per graded cell) and the
+    one with a mistake some but not all."""
+    graded = [name for name in NOTEBOOKS if (course / "autograded" / "solved" / name).exists()]
+    assert graded == list(NOTEBOOKS), f"run with the round trips: only {graded} were autograded"
+    nbgrader(course, "export", "--to", "grades.csv")
+    with open(course / "grades.csv") as f:
+        rows = {(r["assignment"], r["student_id"]): r for r in csv.DictReader(f)}
+    for name, path in NOTEBOOKS.items():
+        source = nbformat.read(path, as_version=4)
+        scores = {s: float(rows[name, s]["score"]) for s in ("unsolved", "solved", "wrong")}
+        max_score = float(rows[name, "solved"]["max_score"])
+        print(f"{name}: {json.dumps(scores)} of {max_score:g}")
+        assert max_score == sum(bool(c.metadata.get("nbgrader", {}).get("grade")) for c in source.cells)
+        assert scores["unsolved"] == 0
+        assert scores["solved"] == max_score
+        assert 0 < scores["wrong"] < max_score
 
 
 def feedback_of(course: Path, student: str, name: str) -> str:
