@@ -1,6 +1,7 @@
 """Training under torchrun: two CPU processes (gloo, loopback only) against one."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -50,8 +51,17 @@ def test_each_process_has_its_share_of_the_batch_and_its_own_seed():
     assert rank_seed(7, 0) == 7 and len({rank_seed(7, r) for r in range(8)}) == 8
 
 
-def test_two_processes_keep_identical_weights_and_learn_like_one_with_the_whole_batch(tmp_path):
-    two = worker(tmp_path, "two", steps=8, batch=64, processes=2)
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory):
+    """8 steps in two processes, global batch 64, writing their checkpoint: (each process's results, the
+    checkpoint)."""
+    tmp_path = tmp_path_factory.mktemp("two")
+    ckpt = tmp_path / "run.pt"
+    return worker(tmp_path, "two", steps=8, batch=64, processes=2, checkpoint=ckpt), ckpt
+
+
+def test_two_processes_keep_identical_weights_and_learn_like_one_with_the_whole_batch(two_processes, tmp_path):
+    two, _ = two_processes
     assert_same_tensors(two[0]["model"], two[1]["model"])      # the same averaged gradient everywhere
     assert_same_tensors(two[0]["ema"], two[1]["ema"])          # so the same EMA everywhere
     assert two[0]["losses"] == two[1]["losses"]                # each records the loss of the global batch
@@ -67,16 +77,16 @@ def test_two_processes_keep_identical_weights_and_learn_like_one_with_the_whole_
     assert relative < 0.25 and mean_gap < 0.05
 
 
-def test_a_checkpoint_moves_between_two_processes_and_one(tmp_path):
+def test_a_checkpoint_moves_between_two_processes_and_one(two_processes, tmp_path):
     ckpt = tmp_path / "run.pt"
-    worker(tmp_path, "first", steps=3, batch=64, processes=2, checkpoint=ckpt)
+    shutil.copy(two_processes[1], ckpt)            # the two processes' checkpoint after 8 steps
     state = torch.load(ckpt, weights_only=False)
-    assert state["step"] == 3 and state["world_size"] == 2 and len(state["generators"]) == 2
+    assert state["step"] == 8 and state["world_size"] == 2 and len(state["generators"]) == 2
     resumed = worker(tmp_path, "alone", steps=3, batch=64, processes=1, checkpoint=ckpt)[0]
-    assert resumed["step"] == 6 and all(v == v for v in resumed["losses"])
+    assert resumed["step"] == 11 and all(v == v for v in resumed["losses"])
     assert torch.load(ckpt, weights_only=False)["world_size"] == 1
     again = worker(tmp_path, "two-again", steps=2, batch=64, processes=2, checkpoint=ckpt)
-    assert again[0]["step"] == 8
+    assert again[0]["step"] == 13
     assert_same_tensors(again[0]["model"], again[1]["model"])
 
 
