@@ -13,15 +13,12 @@ notebook's minute, so :class:`ExecuteGradedCells` leaves them out and writes a o
 """
 from __future__ import annotations
 
-import re
-
 from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Bool
 
-from .notebooks import BEGIN, END
+from .notebooks import BEGIN, COURSE_CELL_ID, END
 
-COURSE_CELL_ID = re.compile(r"\d\d-\d{3}")   # the ids course_utils.notebooks gives the cells it writes
 NOT_RUN = ("Not run when grading: the grade reads only the exercise and check cells; this cell's training, "
            "samples or figures do not count toward it.\n")
 

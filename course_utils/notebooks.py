@@ -30,6 +30,12 @@ SOLUTIONS, STUDENT = ROOT / "solutions", ROOT / "notebooks"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 EXERCISE = re.compile(r"#\s*Exercise\s+(\d+\.\d+):\s*(.+)")
 KERNEL = {"display_name": "Python 3", "language": "python", "name": "python3"}
+COURSE_CELL_ID = re.compile(r"\d\d-\d{3}")   # the form of every id cell_id gives: "03-017"
+
+
+def cell_id(stem: str, index: int) -> str:
+    """The id of the cell at ``index`` in a notebook the course writes: the notebook's number, then the cell's."""
+    return f"{stem[:2]}-{index:03d}"
 
 
 def sources(folder: Path = SOLUTIONS) -> list[Path]:
@@ -70,7 +76,7 @@ def build(py_file: Path):
     graded = 0
     for i, cell in enumerate(nb.cells):
         cell.metadata.pop("lines_to_next_cell", None)
-        cell["id"] = f"{py_file.stem[:2]}-{i:03d}"
+        cell["id"] = cell_id(py_file.stem, i)
         if cell.cell_type != "code":
             continue
         if BEGIN in cell.source:
