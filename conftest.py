@@ -37,7 +37,6 @@ def pytest_runtest_makereport(item, call):
         run["failed"] = run["failed"] or not report.passed
 
 
-
 # where the suite's time goes: each file's seconds (its tests' setup, call and teardown; a notebook's cells under
 # nbval), printed at the end of the run with the share of the whole
 SECONDS_BY_FILE: dict[str, float] = {}

@@ -17,7 +17,7 @@ from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Bool
 
-from .notebooks import BEGIN, COURSE_CELL_ID, END
+from .notebooks import BEGIN, END, written_by_course
 
 NOT_RUN = ("Not run when grading: the grade reads only the exercise and check cells; this cell's training, "
            "samples or figures do not count toward it.\n")
@@ -29,7 +29,7 @@ def counts_toward_grade(cell: NotebookNode, setup_cell: bool) -> bool:
     ``NN-iii``)."""
     marked = cell.metadata.get("nbgrader", {})
     return (setup_cell or marked.get("solution", False) or marked.get("grade", False)
-            or not COURSE_CELL_ID.fullmatch(cell.get("id", "")))
+            or not written_by_course(cell))
 
 
 class ExecuteGradedCells(Execute):
@@ -41,7 +41,7 @@ class ExecuteGradedCells(Execute):
 
     def preprocess(self, nb, resources=None, km=None):
         self._setup_index = next((i for i, cell in enumerate(nb.cells)   # the course's first code cell
-                                  if cell.cell_type == "code" and COURSE_CELL_ID.fullmatch(cell.get("id", ""))), None)
+                                  if cell.cell_type == "code" and written_by_course(cell)), None)
         return super().preprocess(nb, resources, km)
 
     def preprocess_cell(self, cell, resources, index):

@@ -38,6 +38,11 @@ def cell_id(stem: str, index: int) -> str:
     return f"{stem[:2]}-{index:03d}"
 
 
+def written_by_course(cell) -> bool:
+    """Whether a cell carries an id of the course's form (:func:`cell_id`); a cell a learner adds gets a fresh one."""
+    return bool(COURSE_CELL_ID.fullmatch(cell.get("id", "")))
+
+
 def sources(folder: Path = SOLUTIONS) -> list[Path]:
     return sorted(p for p in Path(folder).glob("[0-9][0-9]_*.py"))
 

@@ -6,7 +6,7 @@ from traitlets.config import Config
 from traitlets.utils.importstring import import_item
 
 from course_utils.grading import NOT_RUN, ExecuteGradedCells, counts_toward_grade
-from course_utils.notebooks import COURSE_CELL_ID, NBGRADER_CONFIG, graded_notebooks
+from course_utils.notebooks import NBGRADER_CONFIG, graded_notebooks, written_by_course
 
 
 def notebook(student_cell_first=False):
@@ -34,8 +34,9 @@ def test_every_cell_of_the_graded_notebooks_carries_an_id_of_the_course_form():
     """The rule below tells the course's cells from a student's by this form of id: every cell the course writes
     must have it (a cell with another id would be run when grading, as a student's)."""
     for path in graded_notebooks():
-        ids = [cell.get("id", "") for cell in nbformat.read(path, as_version=4).cells]
-        assert all(COURSE_CELL_ID.fullmatch(i) for i in ids) and len(set(ids)) == len(ids), path.name
+        cells = nbformat.read(path, as_version=4).cells
+        assert all(written_by_course(cell) for cell in cells), path.name
+        assert len({cell.id for cell in cells}) == len(cells), path.name
 
 
 def test_the_rule_keeps_setup_exercises_checks_and_the_students_cells():
